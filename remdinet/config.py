@@ -1,0 +1,491 @@
+"""Typed run configuration.
+
+A ``Config`` is a tree of dataclass sections. It has three equivalent forms:
+
+* the dataclasses themselves (what the library reads),
+* a TOML document with one table per section,
+* a flat ``{"section.key": value}`` dict (what MLflow params and Optuna search spaces address).
+
+Defaults are the post-fix (AFTER) values of the reference. The pre-fix values of the settings a fix
+changed live in :mod:`remdinet.fixes`, which is applied by :func:`resolve` *before* the user's explicit
+overrides, so an explicit value always wins and the resolved config is what gets logged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key."""
+
+
+def _f(default: Any, lo: float | None = None, hi: float | None = None,
+       choices: tuple | None = None, doc: str = "") -> Any:
+    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    num_iterations: int = _f(8, 1, 32, doc="curve iterations n; the curve net outputs 3n channels")
+    use_snr_awareness: bool = _f(True, doc="build the SNR-aware distraction module")
+    use_semantic_guidance: bool = _f(True, doc="build backbone + semantic head + transformer decoder")
+    use_learnable_snr: bool = _f(True, doc="learned SNR map instead of the handcrafted one")
+    snr_tiny_mode: bool = _f(False, doc="SNR denoiser is a learnable 5x5 depthwise box filter")
+    disable_color_affine: bool = _f(False, doc="skip GlobalColourAffine")
+    disable_color_enhancer: bool = _f(False, doc="skip EnhancedGlobalColorCorrection")
+    backbone_weights: str = _f("", doc="local MobileNetV3-Large state_dict (torchvision keys accepted); "
+                                       "empty = random init")
+    backbone_width: float = _f(1.0, 0.1, 2.0, doc="MobileNetV3 width multiplier (1.0 = reference)")
+    snr_hidden: int = _f(64, 4, 512, doc="SNR module encoder width")
+    decoder_dim: int = _f(128, 8, 1024, doc="transformer decoder width")
+    decoder_blocks: int = _f(3, 0, 16, doc="windowed transformer blocks in the decoder")
+    decoder_heads: int = _f(4, 1, 32)
+    window_size: int = _f(8, 1, 64)
+    semantic_hidden: int = _f(256, 8, 2048, doc="semantic head hidden width")
+    curve_hidden: int = _f(32, 4, 512)
+    mask_hidden: int = _f(32, 4, 512)
+    before_curve_mode: str = _f("actual", choices=("actual", "intended"),
+                                doc="pre-fix curve branch: 'actual' = identity (the swallowed shape "
+                                    "error), 'intended' = the 4-channel additive formula")
+    channels_last: bool = _f(False, doc="run convolutions in channels_last memory format")
+
+
+@dataclass
+class StageWeights:
+    w_reconstruction: float = _f(1.35, 0.0, 100.0)
+    w_color_consistency: float = _f(0.07, 0.0, 100.0)
+    w_color_diversity: float = _f(0.07, 0.0, 100.0)
+    w_exposure: float = _f(0.07, 0.0, 100.0)
+    w_edge: float = _f(0.12, 0.0, 100.0)
+    w_ssim: float = _f(0.45, 0.0, 100.0)
+    w_perceptual: float = _f(0.0, 0.0, 100.0)
+    w_mask_mean: float = _f(0.03, 0.0, 100.0)
+
+
+def _stage1() -> StageWeights:
+    return StageWeights(1.20, 0.20, 0.30, 0.00, 0.00, 0.60, 0.00, 0.00)
+
+
+def _stage3() -> StageWeights:
+    return StageWeights(0.90, 0.10, 0.12, 0.04, 0.20, 0.45, 0.06, 0.08)
+
+
+STAGE_WEIGHT_KEYS = tuple(f.name for f in fields(StageWeights))
+
+
+@dataclass
+class LossConfig:
+    w_affine_decay: float = _f(1e-4, 0.0, 100.0, doc="weight of mean(W^2) of the colour affine "
+                                                     "(dead in the reference; see corrections)")
+    curve_penalty_weight: float = _f(0.3, 0.0, 100.0)
+    curve_penalty_threshold: float = _f(0.2, 0.0, 1.0)
+    exposure_level: float = _f(0.45, 0.0, 1.0)
+    total_clamp: float = _f(5.0, 0.0, 1e9, doc="loss clamps its total to [0, this]")
+    trainer_clamp: float = _f(3.0, 0.0, 1e9, doc="trainer clamps the loss to [0, this]")
+    stage1_l1: float = _f(0.7, 0.0, 100.0, doc="stage-1 reconstruction: l1 weight")
+    stage1_mse: float = _f(0.3, 0.0, 100.0, doc="stage-1 reconstruction: mse weight")
+    unsupervised_colour_factor: float = _f(0.2, 0.0, 1.0)
+    perceptual_weights: str = _f("", doc="local VGG19 state_dict for the perceptual term; empty = "
+                                         "term off (stated in the log)")
+
+
+@dataclass
+class RampConfig:
+    keys: list = _f(["w_color_consistency", "w_color_diversity", "w_exposure", "w_edge"],
+                    doc="stage-2 weights ramped by a cosine warm-up")
+    warmup_epochs: int = _f(10, 1, 10_000, doc="cosine warm-up length (the trainer's 10)")
+
+
+@dataclass
+class ColorThresholds:
+    min_saturation: float = _f(0.10, 0.0, 1.0)
+    critical_saturation: float = _f(0.04, 0.0, 1.0)
+    target_saturation: float = _f(0.30, 0.0, 1.0)
+    saturation_penalty_factor: float = _f(1.0, 0.0, 100.0)
+
+
+@dataclass
+class ClampConfig:
+    enhancer_weight_min: float = _f(0.98, -10.0, 10.0)
+    enhancer_weight_max: float = _f(1.02, -10.0, 10.0)
+    enhancer_identity_delta: float = _f(0.05, 0.0, 10.0,
+                                        doc="half-width of the identity-relative enhancer clamp "
+                                            "(correction enhancer_identity_clamp)")
+    enhancer_bias_min: float = _f(-0.01, -1.0, 1.0)
+    enhancer_bias_max: float = _f(0.01, -1.0, 1.0)
+    enhancer_vibrance_init: float = _f(1.2, 0.0, 10.0)
+    enhancer_vibrance_min: float = _f(0.98, 0.0, 10.0)
+    enhancer_vibrance_max: float = _f(1.05, 0.0, 10.0)
+    enhancer_gamma_min: float = _f(0.95, 0.01, 10.0)
+    enhancer_gamma_max: float = _f(1.05, 0.01, 10.0)
+    affine_identity_clamp: float = _f(0.15, 0.0, 10.0, doc="identity-relative half-width (post-fix)")
+    affine_flat_min: float = _f(0.95, -10.0, 10.0, doc="flat element clamp (pre-fix)")
+    affine_flat_max: float = _f(1.05, -10.0, 10.0)
+    affine_bias_min: float = _f(-0.02, -1.0, 1.0)
+    affine_bias_max: float = _f(0.02, -1.0, 1.0)
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = _f(True)
+    stage1_patience: int = _f(30, 1, 100_000, doc="in validation events, not epochs")
+    stage1_min_delta: float = _f(0.10, 0.0, 100.0)
+    stage2_patience: int = _f(18, 1, 100_000)
+    stage2_min_delta: float = _f(0.15, 0.0, 100.0)
+    stage3_patience: int = _f(15, 1, 100_000)
+    stage3_min_delta: float = _f(0.10, 0.0, 100.0)
+
+
+@dataclass
+class OptimConfig:
+    lr_curve: float = _f(1e-4, 0.0, 1.0)
+    lr_mask: float = _f(1e-4, 0.0, 1.0)
+    lr_other: float = _f(2e-5, 0.0, 1.0)
+    weight_decay: float = _f(3e-4, 0.0, 1.0)
+    grad_clip: float = _f(0.5, 0.0, 1e6)
+    mask_unfreeze_epoch: int = _f(15, 0, 100_000, doc="epoch within stage 2 that unfreezes the mask")
+    mask_unfreeze_lr: float = _f(2e-5, 0.0, 1.0)
+    mask_legacy_lr_factor: float = _f(0.1, 0.0, 1.0, doc="pre-fix per-batch LR multiplier")
+    eta_min: float = _f(1e-6, 0.0, 1.0)
+    plateau_factor: float = _f(0.5, 0.0, 1.0)
+    plateau_patience: int = _f(8, 0, 100_000)
+
+
+@dataclass
+class TrainingConfig:
+    num_epochs: int = _f(200, 1, 1_000_000)
+    stage1_frac: float = _f(0.25, 0.0, 1.0)
+    stage3_frac: float = _f(0.20, 0.0, 1.0)
+    stage2_mix_epochs: int = _f(15, 0, 100_000)
+    stage3_mix_epochs: int = _f(5, 0, 100_000)
+    batch_size: int = _f(8, 1, 100_000)
+    image_size: int = _f(512, 8, 100_000)
+    accum_batches: int = _f(1, 1, 100_000)
+    seed: int = _f(42, 0, 2**31 - 1)
+    val_every: int = _f(5, 1, 100_000, doc="validate every n epochs after the dense phase")
+    val_dense_epochs: int = _f(15, 0, 100_000, doc="validate every epoch before this epoch")
+    save_best_stage: int = _f(3, 1, 3)
+    monitor_stage3: str = _f("composite", choices=("psnr", "ssim", "composite"))
+    s3_psnr_weight: float = _f(0.7, 0.0, 1.0)
+    s3_ssim_weight: float = _f(0.3, 0.0, 1.0)
+    max_train_batches: int = _f(0, 0, 10_000_000, doc="cap batches per epoch (0 = all)")
+    max_val_batches: int = _f(0, 0, 10_000_000, doc="cap validation batches (0 = all)")
+    device: str = _f("auto", doc="auto | cpu | cuda | cuda:N")
+    precision: str = _f("fp32", choices=("fp32", "bf16", "fp16", "auto"),
+                        doc="autocast dtype; auto = bf16 on CUDA/AMX CPUs, else fp32")
+    compile: bool = _f(False, doc="torch.compile the model")
+    num_workers: int = _f(0, 0, 256)
+    output_dir: str = _f("outputs", doc="checkpoints go to <output_dir>/<run name>/")
+    checkpoint_every: int = _f(20, 0, 100_000, doc="periodic checkpoint every n epochs (0 = off)")
+
+
+@dataclass
+class DataConfig:
+    root: str = _f("", doc="dataset folder; empty = the embedded synthetic set")
+    layout: str = _f("auto", choices=("auto", "lol_v1", "lol_v2_real", "lol_v2_synthetic",
+                                      "remdinet"))
+    pairing: str = _f("flexible", choices=("strict", "flexible", "none"))
+    val_split: float = _f(0.2, 0.0, 0.9, doc="fraction held out when no val folder exists")
+    split_seed: int = _f(42, 0, 2**31 - 1)
+    augment: bool = _f(True)
+    skip_bad: bool = _f(False, doc="skip unreadable/mismatched files (counted, logged) "
+                                   "instead of failing")
+    cache_decoded: bool = _f(True, doc="decode each file once and keep it in memory")
+    val_resize: str = _f("squash", choices=("squash", "none"),
+                         doc="validation geometry: squash to image_size (reference) or native")
+
+
+@dataclass
+class SyntheticConfig:
+    """Degradation of the embedded default set (see remdinet.data.synthetic)."""
+    size: int = _f(128, 16, 4096, doc="side of the square crops written to disk")
+    crops_per_image: int = _f(3, 1, 100)
+    gamma: float = _f(2.2, 1.0, 4.0)
+    exposure_min: float = _f(0.05, 1e-4, 1.0)
+    exposure_max: float = _f(0.25, 1e-4, 1.0)
+    full_well: float = _f(1000.0, 1.0, 1e7, doc="photo-electrons at full scale (shot noise)")
+    read_noise: float = _f(0.004, 0.0, 1.0, doc="Gaussian read noise std, linear units")
+    val_fraction: float = _f(0.25, 0.0, 0.9)
+    seed: int = _f(1234, 0, 2**31 - 1)
+    cache_dir: str = _f("", doc="where the set is written; empty = ~/.cache/remdinet")
+
+
+@dataclass
+class FixesConfig:
+    """Which fixes and corrections are active; :class:`remdinet.fixes.FixSet` is derived from it."""
+    profile: str = _f("post_fix", choices=("post_fix", "pre_fix", "corrected"))
+    disable: list = _f([], doc="fix or sub-switch names switched off on top of the profile")
+    enable: list = _f([], doc="fix or sub-switch names switched on on top of the profile")
+    corrections: list = _f([], doc="latent-bug corrections switched on on top of the profile")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stage1: StageWeights = field(default_factory=_stage1)
+    stage2: StageWeights = field(default_factory=StageWeights)
+    stage3: StageWeights = field(default_factory=_stage3)
+    loss: LossConfig = field(default_factory=LossConfig)
+    ramp: RampConfig = field(default_factory=RampConfig)
+    color_thresholds: ColorThresholds = field(default_factory=ColorThresholds)
+    clamps: ClampConfig = field(default_factory=ClampConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    fixes: FixesConfig = field(default_factory=FixesConfig)
+
+    # -- flat form ---------------------------------------------------------------------------
+    def to_flat(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for sec in fields(self):
+            section = getattr(self, sec.name)
+            for f in fields(section):
+                value = getattr(section, f.name)
+                out[f"{sec.name}.{f.name}"] = list(value) if isinstance(value, list) else value
+        return out
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any]) -> "Config":
+        return apply_overrides(cls(), flat)
+
+    def stage_weights(self, stage: int) -> StageWeights:
+        if stage not in (1, 2, 3):
+            raise ConfigError(f"stage must be 1, 2 or 3, got {stage!r}")
+        return getattr(self, f"stage{stage}")
+
+    def copy(self) -> "Config":
+        return Config.from_flat(self.to_flat())
+
+    # -- TOML form ---------------------------------------------------------------------------
+    def to_toml(self) -> str:
+        return dump_toml(self.to_flat())
+
+    @classmethod
+    def from_toml(cls, text: str) -> "Config":
+        return cls.from_flat(toml_to_flat(text))
+
+
+# ------------------------------------------------------------------------------------------
+# key lookup, type coercion and validation
+# ------------------------------------------------------------------------------------------
+
+def _section_types() -> dict[str, type]:
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in fields(Config)}
+
+
+def field_spec(key: str) -> tuple[type, dataclasses.Field]:
+    """Return (python type, dataclass field) of a flat key, or raise naming the key."""
+    if not isinstance(key, str) or key.count(".") != 1:
+        raise ConfigError(f"config key {key!r} must look like 'section.key'")
+    sec, name = key.split(".")
+    sections = _section_types()
+    if sec not in sections:
+        raise ConfigError(f"unknown config section {sec!r} in key {key!r}; "
+                          f"sections: {', '.join(sections)}")
+    cls = sections[sec]
+    by_name = {f.name: f for f in fields(cls)}
+    if name not in by_name:
+        raise ConfigError(f"unknown config key {key!r}; keys in [{sec}]: {', '.join(by_name)}")
+    return get_type_hints(cls)[name], by_name[name]
+
+
+def all_keys() -> list[str]:
+    return list(Config().to_flat())
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` (possibly a string from a CLI or MLflow) to the type of ``key``; validate."""
+    typ, f = field_spec(key)
+    origin = get_origin(typ) or typ
+    try:
+        if origin is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                value = low in ("true", "1", "yes", "on")
+            elif not isinstance(value, (bool, int)) or value not in (0, 1, True, False):
+                raise ValueError(value)
+            value = bool(value)
+        elif origin is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError(value)
+                value = int(value)
+            value = int(value)
+        elif origin is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            value = float(value)
+        elif origin is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+        elif origin is list:
+            if isinstance(value, str):
+                text = value.strip()
+                if text.startswith("["):
+                    value = json.loads(text)
+                else:
+                    value = [v.strip() for v in text.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ValueError(value)
+            value = list(value)
+    except (ValueError, TypeError, json.JSONDecodeError):
+        raise ConfigError(f"{key}: expected {origin.__name__}, got {value!r}") from None
+    lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: value must be finite, got {value!r}")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ConfigError(f"{key}: {value!r} is outside the allowed range [{lo}, {hi}]")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+    return value
+
+
+_ORDERED_PAIRS = [
+    ("clamps.enhancer_weight_min", "clamps.enhancer_weight_max"),
+    ("clamps.enhancer_bias_min", "clamps.enhancer_bias_max"),
+    ("clamps.enhancer_vibrance_min", "clamps.enhancer_vibrance_max"),
+    ("clamps.enhancer_gamma_min", "clamps.enhancer_gamma_max"),
+    ("clamps.affine_flat_min", "clamps.affine_flat_max"),
+    ("clamps.affine_bias_min", "clamps.affine_bias_max"),
+    ("synthetic.exposure_min", "synthetic.exposure_max"),
+]
+
+
+def validate(cfg: Config) -> Config:
+    """Cross-field checks that single-key coercion cannot do."""
+    flat = cfg.to_flat()
+    for key, value in flat.items():
+        coerce(key, value)
+    for lo_key, hi_key in _ORDERED_PAIRS:
+        if flat[lo_key] > flat[hi_key]:
+            raise ConfigError(f"{lo_key} ({flat[lo_key]}) must not exceed {hi_key} ({flat[hi_key]})")
+    if flat["training.stage1_frac"] + flat["training.stage3_frac"] >= 1.0:
+        raise ConfigError("training.stage1_frac + training.stage3_frac must be < 1 "
+                          "(stage 2 needs at least one epoch)")
+    unknown = set(flat["ramp.keys"]) - set(STAGE_WEIGHT_KEYS)
+    if unknown:
+        raise ConfigError(f"ramp.keys: unknown weight names {sorted(unknown)}; "
+                          f"valid: {', '.join(STAGE_WEIGHT_KEYS)}")
+    if cfg.model.decoder_dim % cfg.model.decoder_heads:
+        raise ConfigError("model.decoder_dim must be divisible by model.decoder_heads")
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """Return a copy of ``cfg`` with flat ``overrides`` applied and validated."""
+    out = dataclasses.replace(cfg, **{f.name: dataclasses.replace(getattr(cfg, f.name))
+                                      for f in fields(cfg)})
+    for key, value in overrides.items():
+        sec, name = key.split(".") if isinstance(key, str) and key.count(".") == 1 else (None, None)
+        value = coerce(key, value)
+        setattr(getattr(out, sec), name, value)
+    return validate(out)
+
+
+def parse_set_args(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse ``key=value`` strings (the CLI's ``--set``) into a flat override dict."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        out[key] = coerce(key, value.strip())
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# TOML
+# ------------------------------------------------------------------------------------------
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} to TOML")
+
+
+def dump_toml(flat: dict[str, Any]) -> str:
+    """Write a flat ``section.key`` dict as TOML tables (sections in first-seen order)."""
+    sections: dict[str, list[str]] = {}
+    for key, value in flat.items():
+        sec, name = key.split(".", 1)
+        sections.setdefault(sec, []).append(f"{name} = {_toml_value(value)}")
+    return "\n".join(f"[{sec}]\n" + "\n".join(lines) + "\n" for sec, lines in sections.items())
+
+
+def toml_to_flat(text: str, source: str = "<toml>") -> dict[str, Any]:
+    """Read TOML tables into a flat dict; nested tables or top-level values are rejected."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    flat: dict[str, Any] = {}
+    for sec, table in doc.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: top-level key {sec!r} must be a [section] table")
+        for name, value in table.items():
+            if isinstance(value, dict):
+                raise ConfigError(f"{source}: nested table {sec}.{name} is not a config key")
+            flat[f"{sec}.{name}"] = value
+    return flat
+
+
+def read_toml_overrides(path: str | Path) -> dict[str, Any]:
+    """Read a (partial) config TOML file as explicit overrides; every key is checked."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    flat = toml_to_flat(path.read_text(encoding="utf-8"), source=str(path))
+    return {key: coerce(key, value) for key, value in flat.items()}
+
+
+def resolve(overrides: dict[str, Any] | None = None) -> Config:
+    """Build the config a run uses: defaults, then the fix set's pre-fix values, then overrides.
+
+    ``overrides`` (flat keys) are the user's explicit choices: a preset/config file merged with
+    ``--set`` items. ``fixes.*`` keys among them select the fix set first.
+    """
+    from .fixes import FixSet  # fixes imports config; resolved lazily to keep one direction
+
+    overrides = dict(overrides or {})
+    fix_keys = {k: v for k, v in overrides.items() if k.startswith("fixes.")}
+    cfg = apply_overrides(Config(), fix_keys)
+    fixset = FixSet.from_config(cfg.fixes)
+    cfg = apply_overrides(cfg, fixset.config_defaults())
+    return apply_overrides(cfg, overrides)
+
+
+def save_toml(cfg: Config, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(cfg.to_toml(), encoding="utf-8")
+    return path

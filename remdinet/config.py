@@ -13,6 +13,7 @@ overrides, so an explicit value always wins and the resolved config is what gets
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -285,6 +286,8 @@ class Config:
 # key lookup, type coercion and validation
 # ------------------------------------------------------------------------------------------
 
+# cached: resolving evaluates every key's type hints several times, which dominated resolve()
+@functools.lru_cache(maxsize=None)
 def _section_types() -> dict[str, type]:
     hints = get_type_hints(Config)
     return {f.name: hints[f.name] for f in fields(Config)}
@@ -303,7 +306,12 @@ def field_spec(key: str) -> tuple[type, dataclasses.Field]:
     by_name = {f.name: f for f in fields(cls)}
     if name not in by_name:
         raise ConfigError(f"unknown config key {key!r}; keys in [{sec}]: {', '.join(by_name)}")
-    return get_type_hints(cls)[name], by_name[name]
+    return _type_hints(cls)[name], by_name[name]
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
 
 
 def all_keys() -> list[str]:

@@ -1,0 +1,208 @@
+"""MLflow tracking through an explicit :class:`MlflowClient`.
+
+Nothing here touches MLflow's fluent API (``mlflow.start_run`` and its global active-run stack), so
+several threads or processes can log to the same store. Every run opened with
+:meth:`Tracker.active_run` ends FINISHED, FAILED (with a ``fail_reason`` tag) or KILLED (interrupt);
+none is left RUNNING.
+
+The default store is a SQLite database ``./mlruns/mlflow.db`` with artifacts under
+``./mlruns/artifacts/<experiment>``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` select any other.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from remdinet.config import ConfigError
+from remdinet.training.callbacks import Callback
+
+from .presets import PROJECT_ROOT
+
+STORE_DIR = "mlruns"
+# MLflow's limits: param values <= 6000 characters; log_batch takes <= 100 params/tags and
+# <= 1000 metrics per call.
+PARAM_VALUE_LIMIT = 6000
+_PARAM_BATCH = 100
+_METRIC_BATCH = 1000
+
+
+def default_tracking_uri(base: str | Path | None = None) -> str:
+    root = Path(base or Path.cwd()).resolve() / STORE_DIR
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """``uri``, else ``MLFLOW_TRACKING_URI``, else the default SQLite store under ./mlruns."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def artifact_root(uri: str) -> Path | None:
+    """Artifacts of a SQLite store live next to the database; servers and other databases keep
+    their own configured artifact root (None)."""
+    path = sqlite_path(uri)
+    return None if path is None else path.parent / "artifacts"
+
+
+def param_value(key: str, value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        text = ",".join(str(v) for v in value)
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    if len(text) > PARAM_VALUE_LIMIT:
+        raise ConfigError(f"{key}: value has {len(text)} characters, more than MLflow's "
+                          f"{PARAM_VALUE_LIMIT}-character param limit")
+    return text
+
+
+def git_commit() -> str | None:
+    """HEAD of the source checkout, or None when the package is not inside a git work tree."""
+    if shutil.which("git") is None:
+        return None
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def quiet_loggers() -> None:
+    for name in ("mlflow", "alembic", "optuna"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Tracker:
+    """One tracking store. Cheap to create; share one per process or create one per worker."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+        db = sqlite_path(uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=uri)
+
+    # -- experiments and runs ----------------------------------------------------------------
+    def experiment_id(self, name: str) -> str:
+        """Id of experiment ``name``, created on first use (artifacts under the store's root)."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            root = artifact_root(self.uri)
+            location = None if root is None else str(root / name)
+            return self.client.create_experiment(name, artifact_location=location)
+        if exp.lifecycle_stage != "active":
+            raise ConfigError(f"MLflow experiment {name!r} is deleted in {self.uri}; restore it "
+                              f"(mlflow experiments restore) or remove it permanently")
+        return exp.experiment_id
+
+    def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, Any] | None = None,
+                   parent_run_id: str | None = None) -> str:
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        commit = git_commit()
+        if commit:
+            all_tags["mlflow.source.git.commit"] = commit
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+        return run.info.run_id
+
+    def terminate(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)
+
+    @contextmanager
+    def active_run(self, experiment_id: str, run_name: str, tags: Mapping[str, Any] | None = None,
+                   parent_run_id: str | None = None) -> Iterator[str]:
+        """Create a run and always terminate it: FINISHED, FAILED (+ ``fail_reason``) or KILLED."""
+        run_id = self.create_run(experiment_id, run_name, tags, parent_run_id)
+        with self.terminating(run_id):
+            yield run_id
+
+    @contextmanager
+    def terminating(self, run_id: str) -> Iterator[str]:
+        """Terminate an existing run when the block ends, with the status its outcome implies."""
+        status = "FAILED"
+        try:
+            yield run_id
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except BaseException as exc:
+            self.client.set_tag(run_id, "fail_reason", f"{type(exc).__name__}: {exc}"[:5000])
+            raise
+        finally:
+            self.client.set_terminated(run_id, status)
+
+    # -- data -------------------------------------------------------------------------------
+    def log_params(self, run_id: str, flat: Mapping[str, Any]) -> None:
+        params = [Param(k, param_value(k, v)) for k, v in flat.items()]
+        for i in range(0, len(params), _PARAM_BATCH):
+            self.client.log_batch(run_id, params=params[i:i + _PARAM_BATCH])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), _PARAM_BATCH):
+            self.client.log_batch(run_id, tags=items[i:i + _PARAM_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, int(step)) for k, v in metrics.items()]
+        for i in range(0, len(items), _METRIC_BATCH):
+            self.client.log_batch(run_id, metrics=items[i:i + _METRIC_BATCH])
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+        """Save a matplotlib figure as a PNG artifact ``artifact_file`` (``dir/name.png``)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            figure.savefig(path, dpi=110, bbox_inches="tight")
+            self.log_file(run_id, path, _folder(artifact_file))
+
+    def log_file(self, run_id: str, path: str | Path, artifact_dir: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_dir)
+
+    def tags_of(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
+
+
+class MlflowCallback(Callback):
+    """Logs the trainer's per-epoch metrics to one run, step = epoch, one batch call per epoch."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker = tracker
+        self.run_id = run_id
+
+    def on_epoch_end(self, trainer: Any, epoch: int, stage: int, metrics: dict[str, float]) -> None:
+        self.tracker.log_metrics(self.run_id, metrics, step=epoch)
+
+
+def ui_command(uri: str, port: int) -> list[str]:
+    """``mlflow ui`` on 127.0.0.1 over the project's store."""
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+           "--host", "127.0.0.1", "--port", str(port)]
+    root = artifact_root(uri)
+    if root is not None:
+        cmd += ["--default-artifact-root", str(root)]
+    return cmd
+
+
+def _folder(artifact_file: str) -> str | None:
+    folder = str(Path(artifact_file).parent)
+    return None if folder == "." else folder

@@ -1,0 +1,1 @@
+"""The staged trainer, split by concern; ``remdinet.train`` is the public entry point."""

@@ -1,0 +1,203 @@
+import pytest
+import torch
+
+from data_helpers import cfg_for, pair_tree, rand_rgb, remdinet_tree, write
+from remdinet.data import DataError, build_data
+
+
+class Log(list):
+    def __call__(self, msg):
+        self.append(msg)
+
+
+def _corrupt_png(path):
+    data = bytearray(path.read_bytes())
+    data[60] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path, keep=0.7):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _bad_case(root, kind):
+    """Make one problem of ``kind`` in a 4-pair remdinet tree; return the file name it concerns."""
+    remdinet_tree(root, n=4)
+    if kind == "corrupt_png":
+        _corrupt_png(root / "train_data" / "1.png")
+        return "1.png"
+    if kind == "truncated_jpeg":
+        write(root / "train_data" / "j.jpg", rand_rgb(9))
+        write(root / "train_gt" / "j.png", rand_rgb(9))
+        _truncate(root / "train_data" / "j.jpg")
+        return "j.jpg"
+    if kind == "non_image":
+        (root / "train_data" / "notes.txt").write_text("hello")
+        return "notes.txt"
+    if kind == "size_mismatch":
+        write(root / "train_gt" / "2.png", rand_rgb(2, 21, 24))
+        return "2.png"
+    if kind == "missing_gt":
+        write(root / "train_data" / "orphan.png", rand_rgb(3))
+        return "orphan.png"
+    if kind == "corrupt_gt":
+        _corrupt_png(root / "train_gt" / "3.png")
+        return "3.png"
+    raise AssertionError(kind)
+
+
+KINDS = ["corrupt_png", "truncated_jpeg", "non_image", "size_mismatch", "missing_gt", "corrupt_gt"]
+
+
+@pytest.mark.parametrize("pairing", ["strict", "flexible"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_bad_input_raises_naming_the_file(tmp_path, kind, pairing):
+    name = _bad_case(tmp_path, kind)
+    with pytest.raises(DataError) as info:
+        build_data(cfg_for(tmp_path, data__pairing=pairing), log=Log())
+    assert name in str(info.value) and "skip_bad" in str(info.value)
+    assert any(p.endswith(name) for p, _ in info.value.problems)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_skip_bad_turns_each_bad_input_into_a_counted_logged_skip(tmp_path, kind):
+    name = _bad_case(tmp_path, kind)
+    log = Log()
+    bundle = build_data(cfg_for(tmp_path, data__skip_bad=True, data__val_split=0.34), log=log)
+    info = bundle.info
+    assert info["counts"]["skipped"] == len(info["skipped"]) >= 1
+    assert any(s["file"].endswith(name) for s in info["skipped"])
+    assert any("skipped" in m and name in m for m in log)
+    used = set(info["split"]["train"]) | set(info["split"]["val"])
+    assert name not in used or kind == "corrupt_gt"
+    expected_pairs = 3 if kind in ("corrupt_png", "size_mismatch", "corrupt_gt") else 4
+    assert info["counts"]["train"] + info["counts"]["val"] == expected_pairs
+
+
+def test_a_bad_ground_truth_also_names_the_image_it_drops(tmp_path):
+    _bad_case(tmp_path, "corrupt_gt")
+    info = build_data(cfg_for(tmp_path, data__skip_bad=True, data__val_split=0.34), log=Log()).info
+    reasons = {s["file"].split("/")[-2] + "/" + s["file"].split("/")[-1]: s["reason"]
+               for s in info["skipped"]}
+    assert "CRC" in reasons["train_gt/3.png"] and "unusable" in reasons["train_data/3.png"]
+
+
+def test_all_bad_files_are_listed_in_one_error(tmp_path):
+    remdinet_tree(tmp_path, n=4)
+    _corrupt_png(tmp_path / "train_data" / "0.png")
+    (tmp_path / "train_data" / "readme.md").write_text("x")
+    with pytest.raises(DataError) as info:
+        build_data(cfg_for(tmp_path), log=Log())
+    assert "0.png" in str(info.value) and "readme.md" in str(info.value)
+    assert len(info.value.problems) == 2
+
+
+def test_non_image_file_in_the_ground_truth_folder_is_reported(tmp_path):
+    remdinet_tree(tmp_path, n=4)
+    (tmp_path / "train_gt" / "Thumbs.db").write_bytes(b"\x00")
+    with pytest.raises(DataError, match="Thumbs.db"):
+        build_data(cfg_for(tmp_path), log=Log())
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_empty_folder_is_an_error_even_with_skip_bad(tmp_path, skip_bad):
+    (tmp_path / "train_data").mkdir()
+    (tmp_path / "train_gt").mkdir()
+    with pytest.raises(DataError, match="empty folder: .*train_data"):
+        build_data(cfg_for(tmp_path, data__skip_bad=skip_bad), log=Log())
+
+
+def test_empty_validation_folder_is_an_error(tmp_path):
+    remdinet_tree(tmp_path, n=3)
+    (tmp_path / "val_data").mkdir()
+    (tmp_path / "val_gt").mkdir()
+    with pytest.raises(DataError, match="empty folder: .*val_data"):
+        build_data(cfg_for(tmp_path), log=Log())
+
+
+def test_nothing_usable_left_after_skipping_is_an_error(tmp_path):
+    remdinet_tree(tmp_path, n=1)
+    _corrupt_png(tmp_path / "train_data" / "0.png")
+    with pytest.raises(DataError, match="no usable training pairs"):
+        build_data(cfg_for(tmp_path, data__skip_bad=True, data__val_split=0.0), log=Log())
+
+
+def test_missing_ground_truth_folder_is_an_error_unless_unpaired(tmp_path):
+    write(tmp_path / "train_data" / "a.png", rand_rgb(0))
+    write(tmp_path / "train_data" / "b.png", rand_rgb(1))
+    with pytest.raises(DataError, match="needs a ground-truth folder"):
+        build_data(cfg_for(tmp_path), log=Log())
+    bundle = build_data(cfg_for(tmp_path, data__pairing="none", data__val_split=0.5), log=Log())
+    assert bundle.train[0]["target"] is None
+
+
+def test_unicode_paths_load(tmp_path):
+    root = tmp_path / "données 夜"
+    pair_tree(root, "train_data", "train_gt", ["ночь_1.png", "ночь_2.png"])
+    bundle = build_data(cfg_for(root, data__val_split=0.5), log=Log())
+    assert bundle.train[0]["input"].shape == (3, 16, 16)
+    assert {n.startswith("ночь_") for n in bundle.info["split"]["train"]} == {True}
+
+
+def test_mixed_bit_depth_and_channel_files_load_together(tmp_path):
+    import numpy as np
+    write(tmp_path / "train_data" / "a.png", rand_rgb(0, dtype=np.uint16))
+    write(tmp_path / "train_gt" / "a.png", rand_rgb(1))
+    write(tmp_path / "train_data" / "b.png", rand_rgb(2)[:, :, 0])
+    write(tmp_path / "train_gt" / "b.png", np.dstack([rand_rgb(3), np.full((20, 24), 255, np.uint8)]))
+    bundle = build_data(cfg_for(tmp_path, data__val_split=0.0, data__augment=False), log=Log())
+    assert len(bundle.train) == 2 and all(bundle.train[i]["input"].shape == (3, 16, 16)
+                                          for i in range(2))
+
+
+def test_flexible_pairing_with_suffixes_through_build_data(tmp_path):
+    pair_tree(tmp_path, "train_data", "train_gt", ["1_low.png", "2_dark.png", "3.png"],
+              gt_names=["1_high.png", "2.png", "3_gt.png"])
+    bundle = build_data(cfg_for(tmp_path, data__val_split=0.0), log=Log())
+    assert {s.name: s.target.name for s in bundle.train.samples} == {
+        "1_low.png": "1_high.png", "2_dark.png": "2.png", "3.png": "3_gt.png"}
+    with pytest.raises(DataError, match="1_low.png"):
+        build_data(cfg_for(tmp_path, data__pairing="strict", data__val_split=0.0), log=Log())
+
+
+def test_unused_ground_truth_is_recorded(tmp_path):
+    remdinet_tree(tmp_path, n=3)
+    write(tmp_path / "train_gt" / "extra.png", rand_rgb(5))
+    log = Log()
+    info = build_data(cfg_for(tmp_path, data__val_split=0.34), log=log).info
+    assert [p.split("/")[-1] for p in info["unused_gt"]] == ["extra.png"]
+    assert "1 ground-truth files unused" in log[-1]
+
+
+def test_seeded_split_is_recorded_reproducible_and_matches_random_split(tmp_path):
+    remdinet_tree(tmp_path, n=10)
+    cfg = cfg_for(tmp_path, data__val_split=0.3, data__split_seed=7)
+    a = build_data(cfg, log=Log()).info["split"]
+    b = build_data(cfg, log=Log()).info["split"]
+    assert a == b and a["source"] == "seeded" and a["seed"] == 7 and a["fraction"] == 0.3
+    assert len(a["val"]) == 3 and len(a["train"]) == 7 and not set(a["val"]) & set(a["train"])
+    names = sorted(f"{i}.png" for i in range(10))  # sorted by path like the reference
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(7)).tolist()
+    assert sorted(a["val"]) == sorted(names[i] for i in perm[7:])
+    other = build_data(cfg_for(tmp_path, data__val_split=0.3, data__split_seed=8), log=Log())
+    assert other.info["split"]["val"] != a["val"]
+
+
+def test_validation_folder_wins_over_the_seeded_split(tmp_path):
+    remdinet_tree(tmp_path, n=4, val=2)
+    info = build_data(cfg_for(tmp_path, data__val_split=0.5), log=Log()).info
+    assert info["split"]["source"] == "folder" and info["split"]["val"] == ["v0.png", "v1.png"]
+    assert len(info["split"]["train"]) == 4
+
+
+def test_a_split_that_leaves_no_validation_image_is_an_error(tmp_path):
+    remdinet_tree(tmp_path, n=3)
+    with pytest.raises(DataError, match="leaves no validation image"):
+        build_data(cfg_for(tmp_path, data__val_split=0.2), log=Log())
+    assert len(build_data(cfg_for(tmp_path, data__val_split=0.0), log=Log()).val) == 0
+
+
+def test_explicit_layout_for_the_embedded_set_must_be_remdinet():
+    with pytest.raises(DataError, match="data.root is empty"):
+        build_data(cfg_for("", data__layout="lol_v1"), log=Log())

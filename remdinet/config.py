@@ -174,7 +174,7 @@ class TrainingConfig:
     stage2_mix_epochs: int = _f(15, 0, 100_000)
     stage3_mix_epochs: int = _f(5, 0, 100_000)
     batch_size: int = _f(8, 1, 100_000)
-    image_size: int = _f(512, 8, 100_000)
+    image_size: int = _f(512, 16, 100_000, doc="training crop side (>= 16: the SSIM window is 11)")
     accum_batches: int = _f(1, 1, 100_000)
     seed: int = _f(42, 0, 2**31 - 1)
     val_every: int = _f(5, 1, 100_000, doc="validate every n epochs after the dense phase")

@@ -159,14 +159,14 @@ def build_data(cfg, log=print) -> DataBundle:
     for path, why in problems:
         log(f"data: skipped {path}: {why}")
 
+    if not train.samples:
+        raise DataError(f"{layout.train.low}: no usable training pairs remain")
     if val is not None:
         train_samples, val_samples = train.samples, val.samples
         info["split"] = {"source": "folder", "val_dir": str(layout.val.low)}
     else:
         train_samples, val_samples = _seeded_split(train.samples, dc.val_split, dc.split_seed)
         info["split"] = {"source": "seeded", "fraction": dc.val_split, "seed": dc.split_seed}
-    if not train_samples:
-        raise DataError(f"{layout.train.low}: no usable training pairs remain")
     info["split"].update(train=[s.name for s in train_samples], val=[s.name for s in val_samples])
     info["counts"] = {"train": len(train_samples), "val": len(val_samples), "skipped": len(problems)}
     info["skipped"] = [{"file": p, "reason": why} for p, why in problems]
@@ -175,7 +175,8 @@ def build_data(cfg, log=print) -> DataBundle:
         info["test"] = {"low": str(layout.test.low),
                         "gt": str(layout.test.gt) if layout.test.gt is not None else None}
 
-    cache = decoder.arrays if dc.cache_decoded else None
+    used = {p for s in train_samples + val_samples for p in (s.input, s.target) if p is not None}
+    cache = {p: a for p, a in decoder.arrays.items() if p in used} if dc.cache_decoded else None
     size, seed = cfg.training.image_size, cfg.training.seed
     train_ds = PairedDataset(train_samples, "train", size, augment=dc.augment, seed=seed,
                              cache=cache)

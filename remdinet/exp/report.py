@@ -100,7 +100,7 @@ def ablation_chart(table: pd.DataFrame, band: tuple[float, float], reference_psn
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3, zorder=0)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     lower = means - yerr
     bottom = np.concatenate([lower[np.isfinite(lower)], [band[0], reference_psnr]]).min()
     ax.set_ylim(max(0.0, bottom - 2.0), None)

@@ -64,7 +64,7 @@ def sample_rows(checkpoint: Path, dataset: Any, device: torch.device, n: int = S
         for i in range(min(n, len(dataset))):
             item = dataset[i]
             out = model(item["input"].unsqueeze(0).to(device))["enhanced"][0].float().cpu()
-            rows.append((item["name"], denormalize(item["input"]), out, item["target"]))
+            rows.append((item["name"], denormalize(item["input"][None])[0], out, item["target"]))
     return rows
 
 

@@ -40,7 +40,6 @@ class UnifiedLowLightEnhancer(nn.Module):
         cfg = model_cfg
         self.num_iterations = cfg.num_iterations
         self.channels_last = cfg.channels_last
-        self.fixes = fixes
         self.branches = BranchRecorder()
         self.decisions = Decisions(fixes.corrects("per_image_decisions"), self.branches)
         self.clamp_recorder = ClampRecorder()

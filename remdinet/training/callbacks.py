@@ -21,6 +21,17 @@ class Callback:
     def on_stage_start(self, trainer: "Trainer", stage: int, epoch: int) -> None:
         """Called when a stage begins (epoch 0 for stage 1, then at every stage change)."""
 
+    def on_train_batch(self, trainer: "Trainer", epoch: int, index: int, batch: dict, out: dict,
+                       result: Any, loss: Any) -> None:
+        """Called for every training batch after its loss is computed and before backward.
+
+        ``batch`` is the loader's batch (on the CPU), ``out`` the model's output dict, ``result`` the
+        (mixed) :class:`~remdinet.losses.LossOutput` and ``loss`` the clamped scalar about to be
+        backpropagated. The autograd graph is alive: a callback may take ``torch.autograd.grad``
+        with ``retain_graph=True`` (the diagnostics do), but must not call ``backward`` or change
+        the model, the optimiser or any RNG state.
+        """
+
     def on_epoch_end(self, trainer: "Trainer", epoch: int, stage: int,
                      metrics: dict[str, float]) -> None:
         """Called after every epoch with the per-epoch metrics (see docs/architecture.md)."""

@@ -295,6 +295,7 @@ class Trainer:
                 loss = result.total.float()
                 if clamp is not None:
                     loss = loss.clamp(0.0, clamp)
+                self.callbacks("on_train_batch", self, epoch, i, batch, out, result, loss)
                 bar.update(1)
                 # The one per-batch device sync: skipping a batch is a Python decision (§5.7).
                 if not bool(torch.isfinite(loss)):

@@ -120,7 +120,7 @@ def test_nothing_usable_left_after_skipping_is_an_error(tmp_path):
     remdinet_tree(tmp_path, n=1)
     _corrupt_png(tmp_path / "train_data" / "0.png")
     with pytest.raises(DataError, match="no usable training pairs"):
-        build_data(cfg_for(tmp_path, data__skip_bad=True, data__val_split=0.0), log=Log())
+        build_data(cfg_for(tmp_path, data__skip_bad=True), log=Log())
 
 
 def test_missing_ground_truth_folder_is_an_error_unless_unpaired(tmp_path):

@@ -46,7 +46,8 @@ def test_training_squares_only_after_1000_calls():
     with torch.no_grad():
         base = raw(mp, *args)
         for call in range(1001):
-            torch.manual_seed(call)
+            if call in (0, 1000):
+                torch.manual_seed(call)
             out = mp(*args)
             if call in (0, 1000):
                 assert torch.allclose(out, expected(call, square=False)), call

@@ -1,0 +1,327 @@
+"""``remdi-exp``: the experiment command line. Thin: every command parses its options and calls
+the library (:mod:`.ablate`, :mod:`.study`, :mod:`.runs`, :mod:`.report`, :mod:`remdinet.evaluate`).
+
+Errors of the user's input (config, study file, data, checkpoint) are caught here and only here,
+printed as one line, exit code 2; anything else is a bug and propagates with its traceback.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Iterator, List, Optional
+
+import optuna
+import pandas as pd
+import torch
+import typer
+
+from remdinet.checkpoint import CheckpointError
+from remdinet.config import ConfigError, resolve
+from remdinet.data import DataError
+from remdinet.fixes import fixes_of
+
+from . import ablate as ablate_mod
+from . import study as study_mod
+from .presets import run_overrides
+from .report import runs_frame, to_markdown, to_text
+from .runs import tracked_run
+from .studyspec import load_spec
+from .tracking import Tracker, quiet_loggers, resolve_tracking_uri, ui_command
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError)
+
+app = typer.Typer(
+    name="remdi-exp", no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
+    help="RemDiNet experiments: training, fix ablations, Optuna studies and MLflow tracking. "
+         "Runs are tracked in ./mlruns/ (SQLite + artifacts) unless --tracking-uri says otherwise.")
+study_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="Optuna studies defined in studies/NAME.toml.")
+app.add_typer(study_app, name="study")
+
+
+@dataclass
+class Globals:
+    tracking_uri: str
+    device: Optional[str]
+    quiet: bool
+
+    def tracker(self) -> Tracker:
+        return Tracker(self.tracking_uri)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except USER_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _echo(quiet: bool):
+    return (lambda _msg: None) if quiet else typer.echo
+
+
+PresetOpt = Annotated[Optional[str], typer.Option(
+    "--preset", help="Preset name in experiments/ (tiny, quick, lol) or a path to a TOML file.")]
+ConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", help="Config TOML file (same schema as the core config); overrides the preset.")]
+SetOpt = Annotated[Optional[List[str]], typer.Option(
+    "--set", help="Override one flat config key, KEY=VALUE (e.g. training.num_epochs=10); "
+                  "repeatable; wins over --preset, --config and --data.")]
+DataOpt = Annotated[Optional[Path], typer.Option(
+    "--data", help="Dataset folder (sets data.root); omit for the embedded synthetic set.")]
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    tracking_uri: Annotated[Optional[str], typer.Option(
+        "--tracking-uri", help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else "
+                               "sqlite:///<cwd>/mlruns/mlflow.db with artifacts in "
+                               "<cwd>/mlruns/artifacts.")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        "--device", help="Training device: auto, cpu, cuda or cuda:N (sets training.device).")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="Only results and errors: no per-epoch lines or library logs.")] = False,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="CPU threads for torch (default: torch's choice, one per core). "
+                                 "On a busy machine 1 thread can be much faster than 2.")] = None,
+) -> None:
+    """Global options come before the command: remdi-exp --quiet ablate ..."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if quiet:
+        quiet_loggers()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ctx.obj = Globals(resolve_tracking_uri(tracking_uri), device, quiet)
+
+
+# ------------------------------------------------------------------------------------------------
+@app.command()
+def train(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    data: DataOpt = None,
+) -> None:
+    """Train one model and track it as a run of MLflow experiment 'train' (params = resolved
+    config, per-epoch metrics, final PSNR/SSIM, sample grid, checkpoints in training.output_dir)."""
+    g: Globals = ctx.obj
+    with user_errors():
+        cfg = resolve(run_overrides(preset, config, set_ or (), data, g.device))
+        tracker = g.tracker()
+        exp_id = tracker.experiment_id("train")
+        fixset = fixes_of(cfg)
+        outcome = tracked_run(tracker, exp_id, cfg, f"train {fixset.label()}",
+                              {**fixset.tags(), "variant": fixset.label(), "seed": cfg.training.seed},
+                              run_dir_root=Path(cfg.training.output_dir) / "train", quiet=g.quiet)
+    typer.echo(f"run {outcome.run_id}: " + ", ".join(f"{k} {v:.4f}" for k, v in outcome.final.items())
+               + f"; best checkpoint {outcome.result.best_checkpoint}")
+
+
+@app.command()
+def evaluate(
+    ctx: typer.Context,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", exists=True, dir_okay=False,
+                                             help="Checkpoint file (.pth) written by training.")],
+    data: Annotated[Path, typer.Option("--data", exists=True, file_okay=False,
+                                       help="Dataset folder (or a plain image folder with "
+                                            "--layout plain).")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Where enhanced PNGs and metrics.csv go (default: <run dir>/eval_<split>).")] = None,
+    layout: Annotated[str, typer.Option(help="Dataset layout (auto detects it) or 'plain'.")] = "auto",
+    split: Annotated[str, typer.Option(help="Which split of the layout to enhance.")] = "test",
+    pairing: Annotated[str, typer.Option(help="Ground-truth pairing: strict, flexible or none.")] = "flexible",
+) -> None:
+    """Enhance a dataset split with a checkpoint and print per-image PSNR/SSIM/MS-SSIM."""
+    from remdinet.evaluate import evaluate_folder
+
+    g: Globals = ctx.obj
+    with user_errors():
+        rows = evaluate_folder(checkpoint, data, out, layout=layout, split=split, pairing=pairing,
+                               device=g.device or "auto", quiet=g.quiet)
+    table = pd.DataFrame(rows).drop(columns=["output"])
+    typer.echo(to_text(table, ".4f"))
+    typer.echo("mean: " + ", ".join(f"{m} {table[m].dropna().mean():.4f}" for m in ("psnr", "ssim", "ms_ssim")
+                                    if table[m].notna().any()))
+
+
+def _band(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"expected LOW,HIGH in dB (e.g. 18,19), got {text!r}") from None
+    if lo > hi:
+        raise typer.BadParameter(f"low {lo} exceeds high {hi}")
+    return lo, hi
+
+
+@app.command()
+def ablate(
+    ctx: typer.Context,
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    data: DataOpt = None,
+    disable_fix: Annotated[Optional[List[str]], typer.Option(
+        "--disable-fix", help="Fix (or fix.sub switch) to ablate; repeatable. Fixes: "
+                              "color_diversity_loss, ramp_keys, mask_unfreeze, differentiable_model, "
+                              "color_clamps. Default: every fix.")] = None,
+    grid: Annotated[str, typer.Option(
+        "--grid", help="leave-one-out: all-on without each fix; full: without every subset; "
+                       "none: all-on without all --disable-fix at once. all-on and all-off "
+                       "(pre-fix) always run.")] = "leave-one-out",
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds per variant (training.seed, "
+                                                                "+1, ...).")] = 1,
+    reference_psnr: Annotated[float, typer.Option(
+        "--reference-psnr", help="Reference PSNR (dB) drawn on the chart.")] = ablate_mod.REFERENCE_PSNR,
+    reference_band: Annotated[str, typer.Option(
+        "--reference-band", help="Pre-fix baseline band LOW,HIGH in dB; the table says where each "
+                                 "variant falls.")] = "18,19",
+    include_corrected: Annotated[bool, typer.Option(
+        "--include-corrected", help="Also run the 'corrected' profile (every fix and latent-bug "
+                                    "correction on).")] = False,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Also write ablation.csv/.md/.png and ablation_runs.csv to this folder.")] = None,
+) -> None:
+    """Fix ablation: train each variant x seed as an MLflow child run under one parent run
+    (experiment 'ablations'), then print and log the table (CSV, Markdown) and a bar chart."""
+    g: Globals = ctx.obj
+    band = _band(reference_band)
+    with user_errors():
+        variants = ablate_mod.build_variants(disable_fix or (), grid, include_corrected)
+        base = run_overrides(preset, config, set_ or (), data, g.device)
+        result = ablate_mod.run_ablation(g.tracker(), base, variants, seeds, reference_psnr, band,
+                                         grid, out, quiet=g.quiet, log=typer.echo)
+    typer.echo(f"parent run {result.parent_run_id} (experiment '{ablate_mod.EXPERIMENT}')")
+
+
+# ------------------------------------------------------------------------------------------------
+StorageOpt = Annotated[Optional[str], typer.Option(
+    "--storage", help="Optuna storage URL (any SQLAlchemy RDB URL). Default: "
+                      "sqlite:///<cwd>/mlruns/optuna.db.")]
+
+
+@study_app.command("run")
+def study_run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(
+        metavar="NAME", help="Study name: studies/NAME.toml (or a path to a TOML).")],
+    storage: StorageOpt = None,
+    n_trials: Annotated[Optional[int], typer.Option(
+        "--n-trials", help="Trials to add in this invocation (default: [study] n_trials).")] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        "--timeout", help="Stop starting trials after this many seconds (default: [study] timeout).")] = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    data: DataOpt = None,
+    export: Annotated[Optional[Path], typer.Option(
+        "--export", help="Write the best trial's full config TOML here.")] = None,
+    keep_checkpoints: Annotated[bool, typer.Option(
+        "--keep-checkpoints", help="Keep every trial's checkpoint files (default: deleted after the "
+                                   "trial; the best config is exported instead).")] = False,
+) -> None:
+    """Run or resume (same NAME) an Optuna study; every trial is an MLflow child run of the
+    study's parent run (experiment = study name). Prints the best trial, exports the best config,
+    logs importances and plots."""
+    g: Globals = ctx.obj
+    with user_errors():
+        overrides = run_overrides(None, None, set_ or (), data, g.device)
+        spec = load_spec(name, preset=preset, overrides=overrides)
+        outcome = study_mod.run_study(spec, storage or study_mod.default_storage_url(), g.tracking_uri,
+                                      n_trials=n_trials, timeout=timeout, export=export,
+                                      keep_checkpoints=keep_checkpoints, quiet=g.quiet,
+                                      log=typer.echo)
+    typer.echo(f"study {outcome.name}: parent run {outcome.parent_run_id} (experiment "
+               f"'{outcome.name}'), {len(outcome.trials)} trial(s) in total")
+
+
+@study_app.command("show")
+def study_show(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Study name in the storage.")],
+    storage: StorageOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the table as .csv or .md.")] = None,
+) -> None:
+    """Print the trials of a study (state, values, params, MLflow run id) from Optuna storage."""
+    with user_errors():
+        study = study_mod.load_study(name, storage or study_mod.default_storage_url())
+        table = study_mod.trials_frame(study)
+        _write_table(table, out)
+    typer.echo(to_text(table, ".4f"))
+
+
+# ------------------------------------------------------------------------------------------------
+def _write_table(table: pd.DataFrame, out: Optional[Path]) -> None:
+    if out is None:
+        return
+    if out.suffix not in (".csv", ".md"):
+        raise ConfigError(f"--out {out}: the file name must end in .csv or .md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        table.to_csv(out, index=False)
+    else:
+        out.write_text(to_markdown(table, ".4f"), encoding="utf-8")
+
+
+def _tag_filter(items: List[str]) -> str:
+    clauses = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--filter-tag expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        clauses.append(f"tags.`{key.strip()}` = '{value.strip()}'")
+    return " and ".join(clauses)
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    experiment: Annotated[str, typer.Argument(
+        metavar="EXPERIMENT", help="MLflow experiment name (ablations, train, a study name).")],
+    filter_tag: Annotated[Optional[List[str]], typer.Option(
+        "--filter-tag", help="Keep runs whose tag KEY equals VALUE (KEY=VALUE); repeatable.")] = None,
+    params: Annotated[bool, typer.Option(
+        "--params/--no-params", help="Include the params.* columns (the full config) in --out.")] = True,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the table as .csv or .md.")] = None,
+) -> None:
+    """Runs of an MLflow experiment as a table (tags, metrics; params in --out)."""
+    g: Globals = ctx.obj
+    with user_errors():
+        tracker = g.tracker()
+        exp = tracker.client.get_experiment_by_name(experiment)
+        if exp is None:
+            names = [e.name for e in tracker.client.search_experiments()]
+            raise ConfigError(f"no MLflow experiment {experiment!r} in {g.tracking_uri}; "
+                              f"experiments: {', '.join(names) or 'none'}")
+        runs = tracker.client.search_runs([exp.experiment_id], filter_string=_tag_filter(filter_tag or []),
+                                          max_results=50_000)
+        table = runs_frame(runs, include_params=params)
+        _write_table(table, out)
+    shown = table[[c for c in table.columns if not c.startswith("params.")]] if len(table) else table
+    typer.echo(to_text(shown, ".4f") if len(shown) else "no runs")
+
+
+@app.command()
+def ui(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 over the project's tracking store (foreground; Ctrl-C
+    stops it)."""
+    g: Globals = ctx.obj
+    cmd = ui_command(g.tracking_uri, port)
+    typer.echo(f"MLflow UI at http://127.0.0.1:{port} over {g.tracking_uri}")
+    raise typer.Exit(subprocess.run(cmd, check=False).returncode)
+
+
+def main() -> None:
+    app(prog_name="remdi-exp")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

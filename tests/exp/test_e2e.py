@@ -1,0 +1,157 @@
+"""End to end on the tiny preset: ablation and study through the CLI into temporary stores."""
+from __future__ import annotations
+
+import textwrap
+
+import optuna
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from remdinet.config import Config, resolve
+from remdinet.exp.cli import app
+from remdinet.exp.presets import load_preset
+from remdinet.exp.study import PARENT_ATTR, RUN_ATTR
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+runner = CliRunner()
+EPOCHS = resolve(load_preset("tiny")).training.num_epochs
+
+
+def cli(tracking_uri, tmp_path, *args):
+    result = runner.invoke(app, ["--tracking-uri", tracking_uri, "--quiet", *args,
+                                 "--set", f"training.output_dir={tmp_path / 'outputs'}"])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def runs_of(client, experiment):
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_ablation_of_one_fix_logs_parent_children_epoch_metrics_and_table(tracking_uri, tmp_path):
+    cli(tracking_uri, tmp_path, "ablate", "--preset", "tiny", "--disable-fix", "mask_unfreeze")
+    client = MlflowClient(tracking_uri)
+    runs = runs_of(client, "ablations")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0].info.run_id
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent}
+    assert sorted(r.data.tags["variant"] for r in children) == \
+        sorted(["all-on", "all-off (pre-fix)", "-mask_unfreeze"])
+    n_params = len(resolve().to_flat())
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["seed"] == "42"
+        assert len(run.data.params) == n_params
+        for metric in ("train_loss", "val_psnr"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+            assert sorted(steps) == list(range(EPOCHS)), metric
+        assert {"final_psnr", "final_ssim"} <= set(run.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+        assert "samples/grid.png" in artifacts
+    ablated = next(r for r in children if r.data.tags["variant"] == "-mask_unfreeze")
+    assert ablated.data.tags["fix.mask_unfreeze"] == "off"
+    assert ablated.data.tags["fix.color_clamps"] == "on"
+    assert ablated.data.params["optim.grad_clip"] == "0.25"  # the fix's pre-fix value
+    assert {a.path for a in client.list_artifacts(parent, "ablation")} >= {
+        "ablation/ablation.csv", "ablation/ablation.md", "ablation/ablation.png"}
+    table = pd.read_csv(client.download_artifacts(parent, "ablation/ablation.csv", str(tmp_path)))
+    assert list(table["variant"]) == ["all-on", "all-off (pre-fix)", "-mask_unfreeze"]
+    assert table.loc[0, "delta_psnr_vs_all_on"] == 0.0
+    assert set(table["band_position"]) <= {"below", "inside", "above"}
+
+
+def write_spec(tmp_path, name, n_trials, pruner_lines):
+    path = tmp_path / f"{name}.toml"
+    head = textwrap.dedent(f"""
+        [study]
+        preset = "tiny"
+        n_trials = {n_trials}
+        sampler = "random"
+        seed = 3
+        """)
+    space = textwrap.dedent("""
+        [space."color_thresholds.min_saturation"]
+        type = "float"
+        low = 0.05
+        high = 0.2
+        """)
+    path.write_text(head + textwrap.dedent(pruner_lines) + space)
+    return path
+
+
+def study_runs(client, name):
+    runs = runs_of(client, name)
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def test_study_trials_match_mlflow_child_runs_and_resume_adds_trials(tracking_uri, storage_url,
+                                                                     tmp_path):
+    spec = write_spec(tmp_path, "tiny_study", 3, 'pruner = "none"\n')
+    export = tmp_path / "best.toml"
+    cli(tracking_uri, tmp_path, "study", "run", str(spec), "--storage", storage_url,
+        "--export", str(export))
+    study = optuna.load_study(study_name="tiny_study", storage=storage_url)
+    assert len(study.trials) == 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    client = MlflowClient(tracking_uri)
+    children = study_runs(client, "tiny_study")
+    assert len(children) == 3
+    parent = study.user_attrs[PARENT_ATTR]
+    by_run = {r.info.run_id: r for r in children}
+    storage = optuna.storages.RDBStorage(storage_url)
+    study_id = storage.get_study_id_from_name("tiny_study")
+    for trial in study.trials:
+        run = by_run[trial.user_attrs[RUN_ATTR]]
+        tags = run.data.tags
+        assert tags["mlflow.parentRunId"] == parent
+        assert tags["optuna.trial_number"] == str(trial.number)
+        assert tags["optuna.trial_id"] == str(
+            storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+        assert tags["optuna.state"] == "COMPLETE" and run.info.status == "FINISHED"
+        assert run.data.metrics["final_psnr"] == pytest.approx(trial.value)
+        assert float(run.data.params["color_thresholds.min_saturation"]) == \
+            pytest.approx(trial.params["color_thresholds.min_saturation"])
+    exported = export.read_text()
+    assert exported.startswith(f"# best trial {study.best_trial.number} of study 'tiny_study'")
+    assert Config.from_toml(exported).color_thresholds.min_saturation == \
+        pytest.approx(study.best_params["color_thresholds.min_saturation"])
+    parent_artifacts = {a.path for a in client.list_artifacts(parent)}
+    assert {"best_config.toml", "trials.csv", "plots"} <= parent_artifacts
+    plots = {a.path for a in client.list_artifacts(parent, "plots")}
+    assert {"plots/optimization_history_psnr.png", "plots/parallel_coordinate_psnr.png",
+            "plots/importances_psnr.png"} <= plots
+
+    cli(tracking_uri, tmp_path, "study", "run", str(spec), "--storage", storage_url,
+        "--n-trials", "1")
+    study = optuna.load_study(study_name="tiny_study", storage=storage_url)
+    assert len(study.trials) == 4
+    assert study.user_attrs[PARENT_ATTR] == parent
+    children = study_runs(client, "tiny_study")
+    assert len(children) == 4
+    assert {r.info.run_id for r in children} == {t.user_attrs[RUN_ATTR] for t in study.trials}
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_pruned_trial_is_pruned_in_optuna_and_mlflow(tracking_uri, storage_url, tmp_path):
+    # a threshold no PSNR reaches: the first reported validation epoch prunes the trial
+    spec = write_spec(tmp_path, "pruned_study", 1, """
+        pruner = "threshold"
+        [study.pruner_options]
+        lower = 1000.0
+        """)
+    result = cli(tracking_uri, tmp_path, "study", "run", str(spec), "--storage", storage_url)
+    assert "no completed trial" in result.output
+    study = optuna.load_study(study_name="pruned_study", storage=storage_url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED]
+    (run,) = study_runs(MlflowClient(tracking_uri), "pruned_study")
+    assert run.info.run_id == study.trials[0].user_attrs[RUN_ATTR]
+    assert run.data.tags["optuna.state"] == "PRUNED"
+    assert run.info.status == "FINISHED"
+    # the curve up to the pruning epoch was logged live
+    history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "val_psnr")
+    assert [m.step for m in history] == [0]

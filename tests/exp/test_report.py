@@ -1,0 +1,92 @@
+"""Ablation table, Markdown writer, charts and run tables."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from remdinet.exp.report import (ABLATION_COLUMNS, ablation_chart, ablation_table, band_position,
+                                 runs_frame, sample_grid, to_markdown)
+
+RECORDS = [
+    {"variant": "all-on", "disabled": "-", "seed": 1, "psnr": 20.0, "ssim": 0.80},
+    {"variant": "all-on", "disabled": "-", "seed": 2, "psnr": 22.0, "ssim": 0.84},
+    {"variant": "pre", "disabled": "all", "seed": 1, "psnr": 18.0, "ssim": 0.70},
+    {"variant": "pre", "disabled": "all", "seed": 2, "psnr": 18.4, "ssim": 0.72},
+    {"variant": "-x", "disabled": "x", "seed": 1, "psnr": 17.0, "ssim": 0.60},
+    {"variant": "-x", "disabled": "x", "seed": 2, "psnr": 17.5, "ssim": 0.62},
+]
+
+
+def test_ablation_table_aggregates_seeds_and_takes_deltas_against_both_baselines():
+    table = ablation_table(RECORDS, (18.0, 19.0), all_on="all-on", pre_fix="pre")
+    assert tuple(table.columns) == ABLATION_COLUMNS
+    assert list(table["variant"]) == ["all-on", "pre", "-x"]
+    row = table.set_index("variant").loc["all-on"]
+    assert row["n_seeds"] == 2
+    assert row["psnr_mean"] == pytest.approx(21.0)
+    assert row["psnr_std"] == pytest.approx(np.std([20.0, 22.0], ddof=1))
+    assert row["ssim_mean"] == pytest.approx(0.82)
+    assert row["delta_psnr_vs_all_on"] == pytest.approx(0.0)
+    assert row["delta_psnr_vs_pre_fix"] == pytest.approx(21.0 - 18.2)
+    assert list(table["band_position"]) == ["above", "inside", "below"]
+
+
+def test_single_seed_std_is_undefined():
+    table = ablation_table([r for r in RECORDS if r["seed"] == 1], (18, 19), "all-on", "pre")
+    assert table["psnr_std"].isna().all()
+
+
+def test_missing_baseline_variant_is_an_error():
+    with pytest.raises(ValueError, match="baseline variant 'pre'"):
+        ablation_table([r for r in RECORDS if r["variant"] != "pre"], (18, 19), "all-on", "pre")
+
+
+def test_band_position_edges_are_inside_and_nan_is_undefined():
+    assert band_position(18.0, (18.0, 19.0)) == "inside"
+    assert band_position(19.0, (18.0, 19.0)) == "inside"
+    assert band_position(math.nan, (18.0, 19.0)) == "undefined"
+
+
+def test_markdown_table_has_header_rule_and_right_aligned_numbers():
+    df = pd.DataFrame({"variant": ["a|b", "c"], "psnr": [1.23456, float("nan")]})
+    lines = to_markdown(df, ".2f").splitlines()
+    assert lines[0].split("|")[1].strip() == "variant"
+    assert lines[1].endswith(":|")  # numeric column right-aligned
+    assert "a\\|b" in lines[2] and "1.23" in lines[2]
+    assert "nan" in lines[3]
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_ablation_chart_draws_bars_band_and_reference_line():
+    table = ablation_table(RECORDS, (18.0, 19.0), "all-on", "pre")
+    fig = ablation_chart(table, (18.0, 19.0), 18.5)
+    ax = fig.axes[0]
+    assert len(ax.patches) >= 3  # one bar per variant (+ the band polygon)
+    assert any(line.get_ydata()[0] == 18.5 for line in ax.lines)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["all-on", "pre", "-x"]
+
+
+def test_sample_grid_has_three_panels_per_image_and_blank_target_when_unpaired():
+    img = torch.rand(3, 8, 8)
+    fig = sample_grid([("a", img, img, img), ("b", img, img, None)])
+    assert len(fig.axes) == 6
+    assert len(fig.axes[5].images) == 0 and len(fig.axes[2].images) == 1
+
+
+def test_runs_frame_spreads_tags_params_and_metrics_into_columns():
+    run = SimpleNamespace(
+        info=SimpleNamespace(run_id="r1", run_name="n", status="FINISHED", start_time=0),
+        data=SimpleNamespace(tags={"variant": "all-on", "mlflow.user": "x", "mlflow.parentRunId": "p"},
+                             params={"training.seed": "42"}, metrics={"final_psnr": 20.5}))
+    df = runs_frame([run])
+    assert df.loc[0, "tags.variant"] == "all-on"
+    assert df.loc[0, "tags.mlflow.parentRunId"] == "p"
+    assert "tags.mlflow.user" not in df.columns
+    assert df.loc[0, "params.training.seed"] == "42"
+    assert df.loc[0, "metrics.final_psnr"] == 20.5
+    assert "params.training.seed" not in runs_frame([run], include_params=False).columns

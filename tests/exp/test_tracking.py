@@ -1,0 +1,102 @@
+"""MLflow helpers: store layout, run termination, param/metric logging, the trainer callback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from remdinet.config import ConfigError
+from remdinet.exp.tracking import (PARAM_VALUE_LIMIT, MlflowCallback, Tracker, artifact_root,
+                                   default_tracking_uri, resolve_tracking_uri, ui_command)
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory):
+    """One store for the module: creating a SQLite store runs MLflow's migrations (seconds)."""
+    return Tracker(f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}")
+
+
+def test_default_store_is_sqlite_under_mlruns_of_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = resolve_tracking_uri(None)
+    assert uri == default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'mlflow.db'}"
+    assert artifact_root(uri) == tmp_path.resolve() / "mlruns" / "artifacts"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///x.db")
+    assert resolve_tracking_uri(None) == "sqlite:///x.db"
+    assert resolve_tracking_uri("http://h:5000") == "http://h:5000"
+    assert artifact_root("http://h:5000") is None
+
+
+def test_experiments_keep_their_artifacts_next_to_the_database(tracker):
+    exp_id = tracker.experiment_id("layout")
+    assert tracker.experiment_id("layout") == exp_id
+    location = tracker.client.get_experiment(exp_id).artifact_location
+    assert Path(location) == artifact_root(tracker.uri) / "layout"
+
+
+def status(tracker, run_id):
+    return tracker.client.get_run(run_id).info.status
+
+
+def test_run_ends_finished_failed_or_killed(tracker):
+    exp = tracker.experiment_id("e")
+    with tracker.active_run(exp, "ok") as ok:
+        pass
+    assert status(tracker, ok) == "FINISHED"
+    with pytest.raises(ValueError):
+        with tracker.active_run(exp, "bad") as bad:
+            raise ValueError("boom")
+    assert status(tracker, bad) == "FAILED"
+    assert tracker.tags_of(bad)["fail_reason"] == "ValueError: boom"
+    with pytest.raises(KeyboardInterrupt):
+        with tracker.active_run(exp, "stop") as stop:
+            raise KeyboardInterrupt
+    assert status(tracker, stop) == "KILLED"
+
+
+def test_child_run_points_at_its_parent(tracker):
+    exp = tracker.experiment_id("e")
+    with tracker.active_run(exp, "parent") as parent:
+        with tracker.active_run(exp, "child", {"variant": "all-on"}, parent_run_id=parent) as child:
+            pass
+    tags = tracker.tags_of(child)
+    assert tags["mlflow.parentRunId"] == parent and tags["variant"] == "all-on"
+
+
+def test_params_are_strings_with_lists_comma_joined(tracker):
+    exp = tracker.experiment_id("e")
+    flat = {f"p.k{i}": i for i in range(150)}  # more than one log_batch worth
+    flat.update({"ramp.keys": ["a", "b"], "x.flag": True})
+    with tracker.active_run(exp, "r") as run_id:
+        tracker.log_params(run_id, flat)
+    params = tracker.client.get_run(run_id).data.params
+    assert len(params) == 152
+    assert params["ramp.keys"] == "a,b" and params["x.flag"] == "true" and params["p.k7"] == "7"
+
+
+def test_overlong_param_value_is_refused_naming_the_key(tracker):
+    exp = tracker.experiment_id("e")
+    with pytest.raises(ConfigError, match="data.root"):
+        with tracker.active_run(exp, "r") as run_id:
+            tracker.log_params(run_id, {"data.root": "x" * (PARAM_VALUE_LIMIT + 1)})
+
+
+def test_callback_logs_every_epoch_with_the_epoch_as_step(tracker):
+    exp = tracker.experiment_id("e")
+    with tracker.active_run(exp, "r") as run_id:
+        cb = MlflowCallback(tracker, run_id)
+        for epoch in range(3):
+            cb.on_epoch_end(None, epoch, 1, {"train_loss": 1.0 / (epoch + 1), "loss/edge": 0.5})
+    history = tracker.client.get_metric_history(run_id, "train_loss")
+    assert [m.step for m in history] == [0, 1, 2]
+    assert history[2].value == pytest.approx(1 / 3)
+    assert len(tracker.client.get_metric_history(run_id, "loss/edge")) == 3
+
+
+def test_ui_command_binds_localhost_on_the_project_store(tracking_uri):
+    cmd = ui_command(tracking_uri, 5123)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--backend-store-uri") + 1] == tracking_uri
+    assert cmd[cmd.index("--port") + 1] == "5123"
+    assert cmd[cmd.index("--default-artifact-root") + 1] == str(artifact_root(tracking_uri))

@@ -6,6 +6,7 @@ tiny model widths (well under 100k parameters), 64-px images, batch 2, CPU. Impo
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -37,6 +38,17 @@ TINY_TRAINING: dict[str, Any] = {
 def tiny_config(overrides: dict[str, Any] | None = None) -> Config:
     """Resolved config of the tiny model; ``overrides`` (flat keys, ``fixes.*`` included) win."""
     return resolve({**TINY_MODEL, **TINY_TRAINING, **(overrides or {})})
+
+
+_THIS_MODULE = sys.modules[__name__]
+
+
+def pytest_collectstart(collector):
+    # Sub-directory conftest.py files are imported under the same module name "conftest" and would
+    # shadow this one; restore it before each test module is imported so that
+    # ``from conftest import tiny_config`` always means this file.
+    if isinstance(collector, pytest.Module):
+        sys.modules["conftest"] = _THIS_MODULE
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def test_checkpoint_holds_the_full_training_state(trained):
     assert payload["scheduler"]["type"] == "plateau"
     assert set(payload["rng"]) == {"python", "numpy", "torch", "cuda"}
     assert payload["config"] == trained.cfg.to_flat()
-    assert len(payload["history"]) == 1 and payload["selection"]["best_psnr"] > 0
+    assert len(payload["history"]) == 1 and payload["selection"]["best_s1_psnr"] > 0
     assert set(t["criteria_weights"]) == {1, 2, 3}
 
 

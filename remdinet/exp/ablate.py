@@ -89,20 +89,22 @@ def variant_configs(variants: Sequence[Variant], base: dict[str, Any], seeds: in
     """Resolve every variant x seed before anything trains, so a bad override fails at once."""
     given = sorted(k for k in base if k.startswith("fixes."))
     if given:
-        raise ConfigError(f"ablate sets the fix set of each variant itself; remove {', '.join(given)} "
-                          f"from the preset/--config/--set (use --disable-fix / --include-corrected)")
+        raise ConfigError(f"ablate sets the fix set of each variant itself; remove "
+                          f"{', '.join(given)} from the preset/--config/--set (use --disable-fix "
+                          f"/ --include-corrected)")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     first = resolve(base).training.seed
     out = {}
     for v in variants:
         for seed in range(first, first + seeds):
-            out[(v.label, seed)] = resolve({**v.fixset.to_overrides(), **base, "training.seed": seed})
+            out[(v.label, seed)] = resolve({**v.fixset.to_overrides(), **base,
+                                            "training.seed": seed})
     return out
 
 
-def run_ablation(tracker: Tracker, base: dict[str, Any], variants: Sequence[Variant], seeds: int = 1,
-                 reference_psnr: float = REFERENCE_PSNR,
+def run_ablation(tracker: Tracker, base: dict[str, Any], variants: Sequence[Variant],
+                 seeds: int = 1, reference_psnr: float = REFERENCE_PSNR,
                  band: tuple[float, float] = REFERENCE_BAND, grid: str = "leave-one-out",
                  out_dir: str | Path | None = None, quiet: bool = False,
                  log: Callable[[str], None] = print) -> AblationResult:
@@ -122,7 +124,8 @@ def run_ablation(tracker: Tracker, base: dict[str, Any], variants: Sequence[Vari
     name = f"ablation {grid}: {len(variants)} variants x {len(seed_list)} seed(s)"
     records: list[dict[str, Any]] = []
     with tracker.active_run(exp_id, name, parent_tags) as parent:
-        tracker.log_params(parent, {**base, "ablation.variants": " | ".join(v.label for v in variants),
+        tracker.log_params(parent, {**base,
+                                    "ablation.variants": " | ".join(v.label for v in variants),
                                     "ablation.seeds": seed_list, "ablation.grid": grid,
                                     "ablation.reference_psnr": reference_psnr,
                                     "ablation.reference_band": list(band)})
@@ -136,7 +139,8 @@ def run_ablation(tracker: Tracker, base: dict[str, Any], variants: Sequence[Vari
                                   run_dir_root=Path(cfg.training.output_dir) / EXPERIMENT / parent,
                                   quiet=quiet)
             records.append({"variant": label, "disabled": variant.disabled, "seed": seed,
-                            "psnr": outcome.final["final_psnr"], "ssim": outcome.final["final_ssim"],
+                            "psnr": outcome.final["final_psnr"],
+                            "ssim": outcome.final["final_ssim"],
                             "run_id": outcome.run_id, "seconds": outcome.seconds})
             log(f"[{i}/{total}] {label} (seed {seed}): PSNR {outcome.final['final_psnr']:.3f} dB, "
                 f"SSIM {outcome.final['final_ssim']:.4f}, {outcome.seconds:.0f} s")

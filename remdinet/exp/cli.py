@@ -21,7 +21,8 @@ import typer
 from remdinet.checkpoint import CheckpointError
 from remdinet.config import ConfigError, resolve
 from remdinet.data import DataError
-from remdinet.fixes import fixes_of
+from remdinet.evaluate import evaluate_folder
+from remdinet.fixes import FIXES, fixes_of
 
 from . import ablate as ablate_mod
 from . import study as study_mod
@@ -37,7 +38,8 @@ app = typer.Typer(
     name="remdi-exp", no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
     help="RemDiNet experiments: training, fix ablations, Optuna studies and MLflow tracking. "
          "Runs are tracked in ./mlruns/ (SQLite + artifacts) unless --tracking-uri says otherwise.")
-study_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="Optuna studies defined in studies/NAME.toml.")
+study_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown",
+                        help="Optuna studies defined in studies/NAME.toml.")
 app.add_typer(study_app, name="study")
 
 
@@ -83,9 +85,11 @@ def main_options(
                                "sqlite:///<cwd>/mlruns/mlflow.db with artifacts in "
                                "<cwd>/mlruns/artifacts.")] = None,
     device: Annotated[Optional[str], typer.Option(
-        "--device", help="Training device: auto, cpu, cuda or cuda:N (sets training.device).")] = None,
+        "--device", help="Training device: auto, cpu, cuda or cuda:N (sets training.device).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="Only results and errors: no per-epoch lines or library logs.")] = False,
+        "--quiet", "-q", help="Only results and errors: no per-epoch lines or library logs.")
+    ] = False,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", min=1, help="CPU threads for torch (default: torch's choice, one per core). "
                                  "On a busy machine 1 thread can be much faster than 2.")] = None,
@@ -116,11 +120,11 @@ def train(
         tracker = g.tracker()
         exp_id = tracker.experiment_id("train")
         fixset = fixes_of(cfg)
-        outcome = tracked_run(tracker, exp_id, cfg, f"train {fixset.label()}",
-                              {**fixset.tags(), "variant": fixset.label(), "seed": cfg.training.seed},
+        tags = {**fixset.tags(), "variant": fixset.label(), "seed": cfg.training.seed}
+        outcome = tracked_run(tracker, exp_id, cfg, f"train {fixset.label()}", tags,
                               run_dir_root=Path(cfg.training.output_dir) / "train", quiet=g.quiet)
-    typer.echo(f"run {outcome.run_id}: " + ", ".join(f"{k} {v:.4f}" for k, v in outcome.final.items())
-               + f"; best checkpoint {outcome.result.best_checkpoint}")
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in outcome.final.items())
+    typer.echo(f"run {outcome.run_id}: {metrics}; best checkpoint {outcome.result.best_checkpoint}")
 
 
 @app.command()
@@ -132,22 +136,24 @@ def evaluate(
                                        help="Dataset folder (or a plain image folder with "
                                             "--layout plain).")],
     out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Where enhanced PNGs and metrics.csv go (default: <run dir>/eval_<split>).")] = None,
-    layout: Annotated[str, typer.Option(help="Dataset layout (auto detects it) or 'plain'.")] = "auto",
+        "--out", help="Where enhanced PNGs and metrics.csv go (default: <run dir>/eval_<split>).")
+    ] = None,
+    layout: Annotated[str, typer.Option(
+        help="Dataset layout (auto detects it) or 'plain'.")] = "auto",
     split: Annotated[str, typer.Option(help="Which split of the layout to enhance.")] = "test",
-    pairing: Annotated[str, typer.Option(help="Ground-truth pairing: strict, flexible or none.")] = "flexible",
+    pairing: Annotated[str, typer.Option(
+        help="Ground-truth pairing: strict, flexible or none.")] = "flexible",
 ) -> None:
     """Enhance a dataset split with a checkpoint and print per-image PSNR/SSIM/MS-SSIM."""
-    from remdinet.evaluate import evaluate_folder
-
     g: Globals = ctx.obj
     with user_errors():
         rows = evaluate_folder(checkpoint, data, out, layout=layout, split=split, pairing=pairing,
                                device=g.device or "auto", quiet=g.quiet)
     table = pd.DataFrame(rows).drop(columns=["output"])
     typer.echo(to_text(table, ".4f"))
-    typer.echo("mean: " + ", ".join(f"{m} {table[m].dropna().mean():.4f}" for m in ("psnr", "ssim", "ms_ssim")
-                                    if table[m].notna().any()))
+    means = [f"{m} {table[m].dropna().mean():.4f}" for m in ("psnr", "ssim", "ms_ssim")
+             if table[m].notna().any()]
+    typer.echo("mean: " + (", ".join(means) or "no image has a ground truth"))
 
 
 def _band(text: str) -> tuple[float, float]:
@@ -169,25 +175,27 @@ def ablate(
     set_: SetOpt = None,
     data: DataOpt = None,
     disable_fix: Annotated[Optional[List[str]], typer.Option(
-        "--disable-fix", help="Fix (or fix.sub switch) to ablate; repeatable. Fixes: "
-                              "color_diversity_loss, ramp_keys, mask_unfreeze, differentiable_model, "
-                              "color_clamps. Default: every fix.")] = None,
+        "--disable-fix", help=f"Fix (or fix.sub switch) to ablate; repeatable. Fixes: "
+                              f"{', '.join(FIXES)}. Default: every fix.")] = None,
     grid: Annotated[str, typer.Option(
         "--grid", help="leave-one-out: all-on without each fix; full: without every subset; "
                        "none: all-on without all --disable-fix at once. all-on and all-off "
                        "(pre-fix) always run.")] = "leave-one-out",
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds per variant (training.seed, "
-                                                                "+1, ...).")] = 1,
+    seeds: Annotated[int, typer.Option(
+        "--seeds", min=1, help="Seeds per variant (training.seed, +1, ...).")] = 1,
     reference_psnr: Annotated[float, typer.Option(
-        "--reference-psnr", help="Reference PSNR (dB) drawn on the chart.")] = ablate_mod.REFERENCE_PSNR,
+        "--reference-psnr", help="Reference PSNR (dB) drawn on the chart.")
+    ] = ablate_mod.REFERENCE_PSNR,
     reference_band: Annotated[str, typer.Option(
         "--reference-band", help="Pre-fix baseline band LOW,HIGH in dB; the table says where each "
-                                 "variant falls.")] = "18,19",
+                                 "variant falls.")
+    ] = "{:g},{:g}".format(*ablate_mod.REFERENCE_BAND),
     include_corrected: Annotated[bool, typer.Option(
         "--include-corrected", help="Also run the 'corrected' profile (every fix and latent-bug "
                                     "correction on).")] = False,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Also write ablation.csv/.md/.png and ablation_runs.csv to this folder.")] = None,
+        "--out", help="Also write ablation.csv/.md/.png and ablation_runs.csv to this folder.")
+    ] = None,
 ) -> None:
     """Fix ablation: train each variant x seed as an MLflow child run under one parent run
     (experiment 'ablations'), then print and log the table (CSV, Markdown) and a bar chart."""
@@ -202,6 +210,7 @@ def ablate(
 
 
 # ------------------------------------------------------------------------------------------------
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Write the table as .csv or .md.")]
 StorageOpt = Annotated[Optional[str], typer.Option(
     "--storage", help="Optuna storage URL (any SQLAlchemy RDB URL). Default: "
                       "sqlite:///<cwd>/mlruns/optuna.db.")]
@@ -214,17 +223,19 @@ def study_run(
         metavar="NAME", help="Study name: studies/NAME.toml (or a path to a TOML).")],
     storage: StorageOpt = None,
     n_trials: Annotated[Optional[int], typer.Option(
-        "--n-trials", help="Trials to add in this invocation (default: [study] n_trials).")] = None,
+        "--n-trials", help="Trials to add in this invocation (default: [study] n_trials).")
+    ] = None,
     timeout: Annotated[Optional[float], typer.Option(
-        "--timeout", help="Stop starting trials after this many seconds (default: [study] timeout).")] = None,
+        "--timeout", help="Stop starting trials after this many seconds (default: [study] "
+                          "timeout).")] = None,
     preset: PresetOpt = None,
     set_: SetOpt = None,
     data: DataOpt = None,
     export: Annotated[Optional[Path], typer.Option(
         "--export", help="Write the best trial's full config TOML here.")] = None,
     keep_checkpoints: Annotated[bool, typer.Option(
-        "--keep-checkpoints", help="Keep every trial's checkpoint files (default: deleted after the "
-                                   "trial; the best config is exported instead).")] = False,
+        "--keep-checkpoints", help="Keep every trial's checkpoint files (default: deleted after "
+                                   "the trial; the best config is exported instead).")] = False,
 ) -> None:
     """Run or resume (same NAME) an Optuna study; every trial is an MLflow child run of the
     study's parent run (experiment = study name). Prints the best trial, exports the best config,
@@ -233,10 +244,10 @@ def study_run(
     with user_errors():
         overrides = run_overrides(None, None, set_ or (), data, g.device)
         spec = load_spec(name, preset=preset, overrides=overrides)
-        outcome = study_mod.run_study(spec, storage or study_mod.default_storage_url(), g.tracking_uri,
-                                      n_trials=n_trials, timeout=timeout, export=export,
-                                      keep_checkpoints=keep_checkpoints, quiet=g.quiet,
-                                      log=typer.echo)
+        outcome = study_mod.run_study(spec, storage or study_mod.default_storage_url(),
+                                      g.tracking_uri, n_trials=n_trials, timeout=timeout,
+                                      export=export, keep_checkpoints=keep_checkpoints,
+                                      quiet=g.quiet, log=typer.echo)
     typer.echo(f"study {outcome.name}: parent run {outcome.parent_run_id} (experiment "
                f"'{outcome.name}'), {len(outcome.trials)} trial(s) in total")
 
@@ -245,7 +256,7 @@ def study_run(
 def study_show(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Study name in the storage.")],
     storage: StorageOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the table as .csv or .md.")] = None,
+    out: OutOpt = None,
 ) -> None:
     """Print the trials of a study (state, values, params, MLflow run id) from Optuna storage."""
     with user_errors():
@@ -274,6 +285,8 @@ def _tag_filter(items: List[str]) -> str:
         if "=" not in item:
             raise ConfigError(f"--filter-tag expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
+        if "'" in value or "`" in key:
+            raise ConfigError(f"--filter-tag {item!r}: quotes cannot be matched")
         clauses.append(f"tags.`{key.strip()}` = '{value.strip()}'")
     return " and ".join(clauses)
 
@@ -284,10 +297,12 @@ def compare(
     experiment: Annotated[str, typer.Argument(
         metavar="EXPERIMENT", help="MLflow experiment name (ablations, train, a study name).")],
     filter_tag: Annotated[Optional[List[str]], typer.Option(
-        "--filter-tag", help="Keep runs whose tag KEY equals VALUE (KEY=VALUE); repeatable.")] = None,
+        "--filter-tag", help="Keep runs whose tag KEY equals VALUE (KEY=VALUE); repeatable.")
+    ] = None,
     params: Annotated[bool, typer.Option(
-        "--params/--no-params", help="Include the params.* columns (the full config) in --out.")] = True,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the table as .csv or .md.")] = None,
+        "--params/--no-params", help="Include the params.* columns (the full config) in --out.")
+    ] = True,
+    out: OutOpt = None,
 ) -> None:
     """Runs of an MLflow experiment as a table (tags, metrics; params in --out)."""
     g: Globals = ctx.obj
@@ -298,12 +313,15 @@ def compare(
             names = [e.name for e in tracker.client.search_experiments()]
             raise ConfigError(f"no MLflow experiment {experiment!r} in {g.tracking_uri}; "
                               f"experiments: {', '.join(names) or 'none'}")
-        runs = tracker.client.search_runs([exp.experiment_id], filter_string=_tag_filter(filter_tag or []),
+        runs = tracker.client.search_runs([exp.experiment_id],
+                                          filter_string=_tag_filter(filter_tag or []),
                                           max_results=50_000)
         table = runs_frame(runs, include_params=params)
         _write_table(table, out)
-    shown = table[[c for c in table.columns if not c.startswith("params.")]] if len(table) else table
-    typer.echo(to_text(shown, ".4f") if len(shown) else "no runs")
+    if table.empty:
+        typer.echo("no runs")
+        return
+    typer.echo(to_text(table[[c for c in table.columns if not c.startswith("params.")]], ".4f"))
 
 
 @app.command()

@@ -1,8 +1,8 @@
 """Named TOML files (presets in ``experiments/``, study specs in ``studies/``) and run overrides.
 
-A name is looked up in ``<cwd>/<kind>/`` first (a project checkout run from its root, or a user's own
-folder), then in the folder of that kind shipped next to the package; a path to an existing ``.toml``
-file is used as is. A miss lists every name that was found, so a typo is visible at once.
+A name is looked up in ``<cwd>/<kind>/`` first (a project checkout run from its root, or a user's
+own folder), then in the folder of that kind shipped next to the package; a path to an existing
+``.toml`` file is used as is. A miss lists every name that was found, so a typo is visible at once.
 """
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def find_toml(kind: str, name: str) -> Path:
         if path.is_file():
             return path
     where = ", ".join(str(d) for d in search_dirs(kind))
-    raise ConfigError(f"unknown {_WHAT[kind]} {name!r}; available: {', '.join(available(kind)) or 'none'} "
-                      f"(searched {where})")
+    names = ", ".join(available(kind)) or "none"
+    raise ConfigError(f"unknown {_WHAT[kind]} {name!r}; available: {names} (searched {where})")
 
 
 def load_preset(name: str) -> dict[str, Any]:

@@ -141,7 +141,8 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, n_trials: in
     n_trials = n_trials if n_trials is not None else spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
     if n_trials is None and timeout is None:
-        raise StudySpecError(f"{spec.path}: give n_trials or timeout ([study] or --n-trials/--timeout)")
+        raise StudySpecError(f"{spec.path}: give n_trials or timeout ([study] or "
+                             f"--n-trials/--timeout)")
     if n_trials is not None and n_trials < 1:
         raise StudySpecError(f"--n-trials must be >= 1, got {n_trials}")
     storage = open_storage(storage_url)
@@ -149,9 +150,6 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, n_trials: in
     study = _load_or_create(spec, storage)
     study_id = storage.get_study_id_from_name(spec.name)
     exp_id = tracker.experiment_id(spec.name)
-    parent = _parent_run(study, spec, tracker, exp_id, study_id)
-    if spec.baseline and not study.trials:
-        study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": True})
     run_root = Path(resolve(spec.base).training.output_dir) / "studies" / spec.name
 
     def objective(trial: optuna.Trial) -> float | list[float]:
@@ -159,7 +157,8 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, n_trials: in
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         tags = {"optuna.study_name": spec.name, "optuna.study_id": study_id,
                 "optuna.trial_number": trial.number, "optuna.trial_id": trial_id,
-                "optuna.state": "RUNNING", "baseline": str(bool(trial.user_attrs.get("baseline"))).lower()}
+                "optuna.state": "RUNNING",
+                "baseline": str(bool(trial.user_attrs.get("baseline"))).lower()}
         run_id = tracker.create_run(exp_id, f"trial {trial.number}", tags, parent_run_id=parent)
         trial.set_user_attr(RUN_ATTR, run_id)
         run_dir = run_root / run_id
@@ -178,10 +177,13 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, n_trials: in
                 shutil.rmtree(run_dir / "checkpoints")
         if pruned is not None:
             raise pruned
-        log(f"trial {trial.number}: " + ", ".join(f"{m} = {v:.4f}" for m, v in zip(spec.metrics, values)))
+        log(f"trial {trial.number}: {_values_text(spec, values)}")
         return values if spec.multi_objective else values[0]
 
+    parent = _parent_run(study, spec, tracker, exp_id, study_id)
     with tracker.terminating(parent):
+        if spec.baseline and not study.trials:
+            study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": True})
         study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(TrialFailure,),
                        gc_after_trial=True)
         return summarize(study, spec, tracker, parent, export, log)
@@ -212,6 +214,10 @@ def _train_trial(spec: StudySpec, params: dict[str, Any], trial: optuna.Trial, t
 # after the run
 # ------------------------------------------------------------------------------------------------
 
+def _values_text(spec: StudySpec, values: list[float]) -> str:
+    return ", ".join(f"{m} = {v:.4f}" for m, v in zip(spec.metrics, values))
+
+
 def _pick(spec: StudySpec, best: list[FrozenTrial]) -> FrozenTrial:
     """The exported trial: the best one, or on a Pareto front the best by the first metric."""
     sign = 1.0 if spec.directions[0] == "maximize" else -1.0
@@ -220,7 +226,7 @@ def _pick(spec: StudySpec, best: list[FrozenTrial]) -> FrozenTrial:
 
 def best_config_toml(spec: StudySpec, trial: FrozenTrial) -> str:
     cfg = resolve(spec.overrides(trial.params))
-    values = ", ".join(f"{m} = {v:.4f}" for m, v in zip(spec.metrics, trial.values))
+    values = _values_text(spec, trial.values)
     header = (f"# best trial {trial.number} of study {spec.name!r} ({values})\n"
               f"# MLflow run {trial.user_attrs.get(RUN_ATTR)}; full resolved config\n")
     return header + dump_toml(cfg.to_flat())
@@ -271,8 +277,8 @@ def summarize(study: optuna.Study, spec: StudySpec, tracker: Tracker, parent: st
     outcome.best = list(study.best_trials) if spec.multi_objective else [study.best_trial]
     chosen = _pick(spec, outcome.best)
     for t in outcome.best:
-        log(f"best trial {t.number}: " + ", ".join(f"{m} = {v:.4f}" for m, v in zip(spec.metrics, t.values))
-            + f"; MLflow run {t.user_attrs.get(RUN_ATTR)}; params {t.params}")
+        log(f"best trial {t.number}: {_values_text(spec, t.values)}; MLflow run "
+            f"{t.user_attrs.get(RUN_ATTR)}; params {t.params}")
     outcome.best_config = best_config_toml(spec, chosen)
     tracker.log_text(parent, outcome.best_config, "best_config.toml")
     tracker.set_tags(parent, {"best_trial": chosen.number,
@@ -304,8 +310,8 @@ def summarize(study: optuna.Study, spec: StudySpec, tracker: Tracker, parent: st
         importances = optuna.importance.get_param_importances(study, target=target)
         outcome.importances[metric] = importances
         tracker.log_text(parent, json.dumps(importances, indent=2), f"importances_{metric}.json")
-        tracker.log_figure(parent, _importance_figure(importances, f"parameter importances ({metric})"),
-                           f"plots/importances_{metric}.png")
+        figure = _importance_figure(importances, f"parameter importances ({metric})")
+        tracker.log_figure(parent, figure, f"plots/importances_{metric}.png")
         log(f"importances ({metric}): " + ", ".join(f"{k} {v:.3f}" for k, v in importances.items()))
     return outcome
 

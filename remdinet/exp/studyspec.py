@@ -31,13 +31,15 @@ Schema::
 
 Everything is checked before any training, and every error names the file and the offending key:
 unknown config keys, a type that does not match the config field, empty or mistyped choices,
-``low >= high``, ``log`` with ``low <= 0``, bounds outside the field's allowed range, unknown sampler,
-pruner or option names. The config must also stay valid over the whole space: each parameter is
-resolved at its bounds (or at every choice), and every *pair* of parameters at their four corners,
-so a cross-field rule such as ``clamps.enhancer_weight_min <= clamps.enhancer_weight_max`` that two
-overlapping ranges could break is rejected up front, naming both keys. (A min/max pair is therefore
-searched with ranges that do not overlap.) A trial whose sampled config still fails validation - a
-rule over three or more keys - is recorded as FAIL with the reason and the study goes on.
+``low >= high``, ``log`` with ``low <= 0``, bounds outside the field's allowed range, unknown
+sampler, pruner or option names. The config must also stay valid over the whole space: each
+parameter is resolved at its bounds (or at every choice), and every *pair* of parameters at their
+four corners, so a cross-field rule such as ``clamps.enhancer_weight_min <=
+clamps.enhancer_weight_max`` that two overlapping ranges could break is rejected up front, naming
+both keys (a min/max pair is therefore searched with ranges that meet but do not overlap). Corners
+cover the ordering rules; a rule the corners miss (divisibility, a rule over three keys) makes a
+trial whose sampled config fails validation: it is recorded as FAIL with the reason and the study
+goes on.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ from typing import Any
 import optuna
 
 from remdinet.config import ConfigError, coerce, field_spec, resolve
+from remdinet.metrics import MS_SSIM_MIN_SIDE
 
 from .presets import find_toml, load_preset
 
@@ -248,8 +251,10 @@ def _param(src: str, key: str, raw: Any) -> ParamSpec:
             try:
                 values.append(coerce(key, c))
             except ConfigError as exc:
-                raise _err(src, where, f"choice {c!r} does not fit the config field: {exc}") from None
-            if type(c) is not type(values[-1]) and not (isinstance(c, int) and field_type == "float"):
+                raise _err(src, where, f"choice {c!r} does not fit the config field: {exc}"
+                           ) from None
+            int_for_float = isinstance(c, int) and not isinstance(c, bool) and field_type == "float"
+            if type(c) is not type(values[-1]) and not int_for_float:
                 raise _err(src, where, f"choice {c!r} is a {type(c).__name__}, the config field is "
                                        f"{field_type}")
         if len(set(map(repr, values))) != len(values):
@@ -277,7 +282,8 @@ def _param(src: str, key: str, raw: Any) -> ParamSpec:
         if step <= 0:
             raise _err(src, where, f"step must be > 0, got {step}")
         if log:
-            raise _err(src, where, "log and step cannot be combined (Optuna samples one or the other)")
+            raise _err(src, where, "log and step cannot be combined (Optuna samples one or the "
+                                   "other)")
     for name, v in (("low", low), ("high", high)):
         try:
             coerce(key, v)
@@ -407,10 +413,12 @@ def load_spec(name: str | Path, preset: str | None = None,
 
     sampler = study.get("sampler", "tpe")
     if sampler not in SAMPLERS:
-        raise _err(src, "[study] sampler", f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+        raise _err(src, "[study] sampler", f"unknown sampler {sampler!r}; valid: "
+                                           f"{', '.join(SAMPLERS)}")
     if sampler == "cmaes":
         if importlib.util.find_spec("cmaes") is None:
-            raise _err(src, "[study] sampler", "'cmaes' needs the cmaes package (pip install cmaes)")
+            raise _err(src, "[study] sampler", "'cmaes' needs the cmaes package "
+                                               "(pip install cmaes)")
         if multi:
             raise _err(src, "[study] sampler", "'cmaes' is single-objective only")
     if sampler == "grid":
@@ -465,6 +473,12 @@ def load_spec(name: str | Path, preset: str | None = None,
         except (TypeError, ValueError) as exc:
             raise _err(src, label, str(exc)) from None
     _check_resolvable(src, spec)
+    cfg = resolve(base)
+    if ("ms_ssim" in spec.metrics and cfg.data.val_resize == "squash"
+            and cfg.training.image_size <= MS_SSIM_MIN_SIDE):
+        raise _err(src, "[study] metrics", f"ms_ssim is only computed for validation images larger "
+                                           f"than {MS_SSIM_MIN_SIDE} px; training.image_size is "
+                                           f"{cfg.training.image_size}")
     if baseline:
         for key, value in spec.baseline_params().items():
             if not space[key].contains(value):

@@ -26,6 +26,9 @@ class MaskPredictor(nn.Module):
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(hidden, 1, 3, padding=1), nn.Sigmoid())
         self.square_output = square_output
+        # An attribute (not the constant) so that diagnostics can switch the train-time noise off
+        # and compare train and eval modes deterministically.
+        self.dither_std = DITHER_STD
         self.forward_calls = 0
 
     def forward(self, x01: torch.Tensor, guidance: torch.Tensor, sem_map: torch.Tensor
@@ -37,7 +40,7 @@ class MaskPredictor(nn.Module):
             sem_map = F.interpolate(sem_map, size=size, mode="bilinear", align_corners=False)
         m = self.net(torch.cat([x01, guidance, sem_map], dim=1))
         if self.training:
-            m = (m + DITHER_STD * torch.randn_like(m)).clamp(0.0, 1.0)
+            m = (m + self.dither_std * torch.randn_like(m)).clamp(0.0, 1.0)
         if self.square_output and (not self.training or self.forward_calls > SQUARE_AFTER_CALLS):
             m = m * m
         self.forward_calls += 1

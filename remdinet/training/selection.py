@@ -1,6 +1,7 @@
 """Model selection and early stopping on validation epochs (§5.8).
 
-Three independent trackers, as in the reference:
+Three independent trackers, as in the reference (the best raw PSNR/SSIM of the run are read from the
+history by the trainer):
 
 * ``best_s1_psnr`` - raw PSNR, decides ``best_s1.pth`` while in stage 1 and below ``save_best_stage``;
 * ``best_model_score`` - the stage score (see :func:`stage_score`) from ``save_best_stage`` on,
@@ -45,8 +46,6 @@ class Decision:
 
 @dataclass
 class Selection:
-    best_psnr: float = -math.inf
-    best_ssim: float = -math.inf
     best_s1_psnr: float = -math.inf
     best_model_score: float = -math.inf
     best_score: float = -math.inf
@@ -60,9 +59,6 @@ class Selection:
     def update(self, stage: int, psnr: float, ssim_for_score: float, saturation: float,
                cfg: Config) -> Decision:
         """Record one validation event; comparisons with NaN are False, as in the reference."""
-        self.best_psnr = max(self.best_psnr, psnr) if not math.isnan(psnr) else self.best_psnr
-        self.best_ssim = (max(self.best_ssim, ssim_for_score) if not math.isnan(ssim_for_score)
-                          else self.best_ssim)
         penalty = saturation_penalty(saturation, cfg)
         save_s1 = save_model = False
         if stage < cfg.training.save_best_stage:

@@ -24,6 +24,7 @@ exactly; the per-epoch loader order is a function of the seed and the epoch.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -68,6 +69,12 @@ class TrainResult:
     best_checkpoint: Path  # best_model.pth, or final_model.pth when no epoch reached save_best_stage
     skipped_batches: int
     data_info: dict[str, Any]
+
+
+def _best(history: list[dict[str, float]], key: str) -> float:
+    """Largest finite value of ``key`` over the epochs; NaN when there is none."""
+    values = [h[key] for h in history if math.isfinite(h[key])]
+    return max(values) if values else math.nan
 
 
 def _set_trainable(module: torch.nn.Module, flag: bool) -> None:
@@ -157,7 +164,7 @@ class Trainer:
             self.best_checkpoint = final
         validated = [h for h in self.history if "val_psnr" in h]
         result = TrainResult(
-            best_val_psnr=self.selection.best_psnr, best_val_ssim=self.selection.best_ssim,
+            best_val_psnr=_best(validated, "val_psnr"), best_val_ssim=_best(validated, "val_ssim"),
             final_metrics=dict(validated[-1]) if validated else {}, history=list(self.history),
             epochs_run=len(self.history), stopped_early=self.stopped_early, run_dir=self.run_dir,
             best_checkpoint=self.best_checkpoint, skipped_batches=self.skipped_batches,
@@ -179,7 +186,9 @@ class Trainer:
         decision = None
         if validated:
             metrics.update(self._validate())
-            ssim_for_score = metrics.get("val_ms_ssim", metrics["val_ssim"])
+            # The reference scores with MS-SSIM, which small images cannot have (see _validate).
+            ssim_key = "val_ms_ssim" if "val_ms_ssim" in metrics else "val_ssim"
+            ssim_for_score = metrics[ssim_key]
             decision = self.selection.update(self.stage, metrics["val_psnr"], ssim_for_score,
                                              metrics["val_saturation"], self.cfg)
             metrics["val_adjusted_psnr"] = metrics["val_psnr"] - decision.penalty
@@ -408,8 +417,23 @@ class Trainer:
                          f"sat {m['val_saturation']:.3f}")
         if m["skipped_batches"]:
             parts.append(f"skipped {m['skipped_batches']}")
+        parts += self._status_flags(m)
         parts.append(f"{m['images_per_second']:.1f} img/s")
         return " | ".join(parts)
+
+    def _status_flags(self, m: dict[str, float]) -> list[str]:
+        """The reference's epoch flags (§5.8): OVERFIT, LOW_COLOR, PENALTY:x."""
+        if "val_psnr" not in m:
+            return []
+        flags = []
+        if m["epoch"] > 5 and m.get("train_psnr", -math.inf) - m["val_psnr"] > 4:
+            flags.append("OVERFIT")
+        if m["val_saturation"] < self.cfg.color_thresholds.min_saturation:
+            flags.append("LOW_COLOR")
+        penalty = m["val_psnr"] - m["val_adjusted_psnr"]
+        if penalty > 0:
+            flags.append(f"PENALTY:{penalty:.2f}")
+        return flags
 
     # -- checkpoints --------------------------------------------------------------------------
     def _save(self, name: str) -> Path:

@@ -154,6 +154,7 @@ high = 0.2
     ('pruner = "threshold"', r"\[study.pruner_options\].*lower or upper"),
     ('[study.pruner_options]\nn_startup = 3', r"unknown option.*n_startup.*n_startup_trials"),
     ('sampler = "grid"', r"grid sampler needs a step"),
+    ('metric = "ms_ssim"', r"ms_ssim is only computed for validation images larger than"),
 ])
 def test_bad_study_settings_fail_naming_the_setting(tmp_path, study_lines, pattern):
     body = "[study]\npreset = \"tiny\"\nn_trials = 2\n" + study_lines + "\n" + SPACE

@@ -73,13 +73,13 @@ def test_disabled_early_stopping_never_stops():
     assert not sel.update(1, 10.0, 0.8, 0.3, cfg).stop
 
 
-def test_nan_psnr_never_improves_and_leaves_best_psnr_alone():
+def test_nan_psnr_never_improves_nor_saves():
     cfg = resolve()
     sel = Selection()
     sel.update(1, 12.0, 0.5, 0.3, cfg)
     d = sel.update(1, math.nan, math.nan, math.nan, cfg)
     assert not d.improved and not d.save_best_s1
-    assert sel.best_psnr == 12.0
+    assert sel.best_s1_psnr == 12.0 and sel.patience == 1
 
 
 def test_state_dict_round_trip():

@@ -1,0 +1,165 @@
+"""The instrumented training slice: the real :class:`~remdinet.train.Trainer` with a diagnostics
+callback, on a compressed schedule that places every stage behaviour inside a few batches.
+
+The slice (:data:`SLICE`, applied over the run's config; ``--set`` still wins):
+
+=====  =========================  ==================================================================
+epoch  stage (epoch in stage)     what happens
+=====  =========================  ==================================================================
+0      1 (0)                      fixed reconstruction loss, everything but the backbone trainable
+1      2 (0)                      stage switch: mask frozen, mix factor 0, ramp factor 0
+2      2 (1)                      mask unfreeze epoch (per-batch LR multiply before fix 3a)
+3      2 (2)                      mix and ramp complete
+4      3 (0)                      stage switch, mix factor 0, perceptual warm-up 0
+5      3 (1)                      stage-3 criterion alone
+=====  =========================  ==================================================================
+
+Three training batches per epoch (fewer when the training set has fewer full batches), 64-px crops,
+one validation batch per epoch, early stopping off (so the slice always covers all three stages).
+The probes (:mod:`.probes`) run on copies of the model: the loss terms at the end of each stage,
+the train/eval and control-flow checks at the end of the slice.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from remdinet.config import Config, ConfigError, apply_overrides
+from remdinet.data import DataBundle, build_data
+from remdinet.fixes import fixes_of
+from remdinet.train import Callback, Trainer
+
+from .blocks import GradProbe
+from .branches import FlowMonitor
+from .clamps import clamp_findings
+from .freezing import FreezeMonitor
+from .gradients import TermMonitor
+from .lr import LRMonitor
+from .modes import ModeMonitor, probe_copy, set_mode
+from .probes import Probe, build_probes
+from .report import DoctorReport
+
+SLICE = {
+    "training.num_epochs": 6,
+    "training.stage1_frac": 0.17,  # round(1.02) = 1 epoch
+    "training.stage3_frac": 0.33,  # round(1.98) = 2 epochs
+    "training.stage2_mix_epochs": 2,
+    "training.stage3_mix_epochs": 1,
+    "ramp.warmup_epochs": 2,
+    "optim.mask_unfreeze_epoch": 1,
+    "training.max_train_batches": 3,
+    "training.max_val_batches": 1,
+    "training.val_every": 1,
+    "training.val_dense_epochs": 6,
+    "training.checkpoint_every": 0,
+    "training.image_size": 64,
+    "early_stopping.enabled": False,
+}
+PROBE_SEED = 0
+
+
+class DoctorCallback(Callback):
+    """Feeds the monitors from the trainer's events; probes run on model copies under a forked
+    RNG, so the slice trains exactly as it would without the doctor."""
+
+    def __init__(self, cfg: Config, probes: list[Probe], reach_batches: int = 2) -> None:
+        fixset = fixes_of(cfg)
+        self.probes = probes
+        self.lr = LRMonitor(fixset)
+        self.terms = TermMonitor(cfg, fixset, reach_batches)
+        self.freeze = FreezeMonitor(fixset)
+        self.modes = ModeMonitor(fixset)
+        self.flow = FlowMonitor(fixset)
+        self.clamp_report: dict[str, float] = {}
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        trainer.model.branches.reset()
+        trainer.model.reset_clamp_report()
+        self.freeze.on_train_start(trainer.model)
+
+    def on_train_batch(self, trainer: Trainer, epoch: int, index: int, batch: dict, out: dict,
+                       result, loss: torch.Tensor) -> None:
+        probe = GradProbe(trainer.model)
+        self.lr.on_train_batch(trainer, epoch, index)
+        self.freeze.on_train_batch(trainer, probe.norms(loss))
+        self.terms.on_train_batch(trainer, epoch, index, batch, out, result, loss, probe)
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, stage: int, metrics: dict) -> None:
+        last = epoch + 1 == trainer.schedule.num_epochs
+        if last or trainer.schedule.stage_of(epoch + 1) != stage:
+            with torch.random.fork_rng(devices=_rng_devices(trainer.device)):
+                torch.manual_seed(PROBE_SEED)
+                self._probe_terms(trainer, stage)
+                if last:
+                    self._probe_model(trainer)
+
+    def on_train_end(self, trainer: Trainer, result) -> None:
+        self.freeze.on_train_end(trainer.model)
+        self.flow.on_train_end(trainer.model)
+        self.clamp_report = trainer.model.clamp_report()
+
+    def _probe_terms(self, trainer: Trainer, stage: int) -> None:
+        model = set_mode(probe_copy(trainer.model), True)
+        outputs = [(p, model(p.x.to(trainer.device))) for p in self.probes]
+        self.terms.on_probe(trainer, stage, model, outputs)
+
+    def _probe_model(self, trainer: Trainer) -> None:
+        model = probe_copy(trainer.model)
+        for p in self.probes:
+            self.modes.on_probe(model, p)
+        self.flow.on_probe(model, self.probes)
+
+    def findings(self, fixset) -> list:
+        return [*self.terms.findings(), *self.lr.findings(), *self.freeze.findings(),
+                *self.modes.findings(), *self.flow.findings(),
+                *clamp_findings(self.clamp_report, fixset)]
+
+
+def _rng_devices(device: torch.device) -> list:
+    return [device] if device.type == "cuda" else []
+
+
+def slice_config(cfg: Config, explicit: dict | None = None) -> Config:
+    """``cfg`` with the slice schedule applied; ``explicit`` (the user's ``--set`` items) win."""
+    return apply_overrides(cfg, {**SLICE, **(explicit or {})})
+
+
+def _full_batches(cfg: Config, data: DataBundle) -> Config:
+    """Cap the batches per epoch at the number of *full* training batches: the loader keeps a
+    partial last batch, and a batch of one image cannot pass the BatchNorm layers in training."""
+    full = len(data.train) // cfg.training.batch_size
+    if full == 0:
+        raise ConfigError(f"doctor: the training set has {len(data.train)} images, fewer than one "
+                          f"batch of training.batch_size={cfg.training.batch_size}")
+    cap = cfg.training.max_train_batches
+    return apply_overrides(cfg, {"training.max_train_batches": min(cap, full) if cap else full})
+
+
+def run_doctor(cfg: Config, data: DataBundle | None = None, log: Callable[[str], None] | None = None,
+               quiet: bool = True) -> DoctorReport:
+    """Train the slice described by ``cfg`` (already passed through :func:`slice_config`) with the
+    diagnostics attached and return the report."""
+    start = time.perf_counter()
+    fixset = fixes_of(cfg)
+    if data is None:
+        data = build_data(cfg, log=log or (lambda _m: None))
+    cfg = _full_batches(cfg, data)
+    probes = build_probes(data.val)
+    doctor = DoctorCallback(cfg, probes)
+    with tempfile.TemporaryDirectory(prefix="remdinet-doctor-") as tmp:
+        trainer = Trainer(cfg, data=data, callbacks=[doctor], quiet=quiet, run_dir=Path(tmp),
+                          log=log)
+        result = trainer.fit()
+    findings = doctor.findings(fixset)
+    info = {"epochs": result.epochs_run, "batches_per_epoch": cfg.training.max_train_batches,
+            "batch_size": cfg.training.batch_size, "image_size": cfg.training.image_size,
+            "stages": {"s1": trainer.schedule.s1, "s2_end": trainer.schedule.s2_end},
+            "probes": [p.name for p in probes], "fixes": fixset.tags(),
+            "seconds": round(time.perf_counter() - start, 1)}
+    logging.getLogger("remdinet.diagnostics").info("doctor slice done in %.1f s", info["seconds"])
+    return DoctorReport(fixset.label(), findings, info)

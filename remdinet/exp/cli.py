@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from contextlib import contextmanager
+from enum import Enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Iterator, List, Optional
@@ -20,7 +21,7 @@ import typer
 
 from remdinet.checkpoint import CheckpointError
 from remdinet.config import ConfigError, resolve
-from remdinet.data import DataError
+from remdinet.data import LAYOUTS, PAIRING_MODES, DataError
 from remdinet.evaluate import evaluate_folder
 from remdinet.fixes import FIXES, fixes_of
 
@@ -66,6 +67,11 @@ def _echo(quiet: bool):
     return (lambda _msg: None) if quiet else typer.echo
 
 
+# choices of `evaluate`, as enums so that Typer lists and checks them
+EvalLayout = Enum("EvalLayout", [(n, n) for n in ("auto", "plain", *LAYOUTS)], type=str)
+EvalSplit = Enum("EvalSplit", [(n, n) for n in ("train", "val", "test")], type=str)
+Pairing = Enum("Pairing", [(n, n) for n in PAIRING_MODES], type=str)
+
 PresetOpt = Annotated[Optional[str], typer.Option(
     "--preset", help="Preset name in experiments/ (tiny, quick, lol) or a path to a TOML file.")]
 ConfigOpt = Annotated[Optional[Path], typer.Option(
@@ -82,8 +88,8 @@ def main_options(
     ctx: typer.Context,
     tracking_uri: Annotated[Optional[str], typer.Option(
         "--tracking-uri", help="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else "
-                               "sqlite:///<cwd>/mlruns/mlflow.db with artifacts in "
-                               "<cwd>/mlruns/artifacts.")] = None,
+                               "sqlite:///CWD/mlruns/mlflow.db with artifacts in "
+                               "CWD/mlruns/artifacts (CWD = the working directory).")] = None,
     device: Annotated[Optional[str], typer.Option(
         "--device", help="Training device: auto, cpu, cuda or cuda:N (sets training.device).")
     ] = None,
@@ -136,19 +142,21 @@ def evaluate(
                                        help="Dataset folder (or a plain image folder with "
                                             "--layout plain).")],
     out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Where enhanced PNGs and metrics.csv go (default: <run dir>/eval_<split>).")
+        "--out", help="Where enhanced PNGs and metrics.csv go (default: RUN_DIR/eval_SPLIT, "
+                      "RUN_DIR = the folder above the checkpoint's folder).")
     ] = None,
-    layout: Annotated[str, typer.Option(
-        help="Dataset layout (auto detects it) or 'plain'.")] = "auto",
-    split: Annotated[str, typer.Option(help="Which split of the layout to enhance.")] = "test",
-    pairing: Annotated[str, typer.Option(
-        help="Ground-truth pairing: strict, flexible or none.")] = "flexible",
+    layout: Annotated[EvalLayout, typer.Option(
+        help="Dataset layout (auto detects it), or plain: the images in --data, no metrics.")
+    ] = EvalLayout.auto,
+    split: Annotated[EvalSplit, typer.Option(help="Which split of the layout to enhance.")
+                     ] = EvalSplit.test,
+    pairing: Annotated[Pairing, typer.Option(help="Ground-truth pairing.")] = Pairing.flexible,
 ) -> None:
     """Enhance a dataset split with a checkpoint and print per-image PSNR/SSIM/MS-SSIM."""
     g: Globals = ctx.obj
     with user_errors():
-        rows = evaluate_folder(checkpoint, data, out, layout=layout, split=split, pairing=pairing,
-                               device=g.device or "auto", quiet=g.quiet)
+        rows = evaluate_folder(checkpoint, data, out, layout=layout.value, split=split.value,
+                               pairing=pairing.value, device=g.device or "auto", quiet=g.quiet)
     table = pd.DataFrame(rows).drop(columns=["output"])
     typer.echo(to_text(table, ".4f"))
     means = [f"{m} {table[m].dropna().mean():.4f}" for m in ("psnr", "ssim", "ms_ssim")
@@ -213,7 +221,7 @@ def ablate(
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Write the table as .csv or .md.")]
 StorageOpt = Annotated[Optional[str], typer.Option(
     "--storage", help="Optuna storage URL (any SQLAlchemy RDB URL). Default: "
-                      "sqlite:///<cwd>/mlruns/optuna.db.")]
+                      "sqlite:///CWD/mlruns/optuna.db (CWD = the working directory).")]
 
 
 @study_app.command("run")

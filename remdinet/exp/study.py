@@ -113,7 +113,9 @@ def _parent_run(study: optuna.Study, spec: StudySpec, tracker: Tracker, exp_id: 
     if parent is not None:
         try:
             tracker.client.get_run(parent)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             raise StudySpecError(
                 f"study {spec.name!r}: its MLflow parent run {parent} is not in {tracker.uri}; "
                 f"use the tracking URI it was started with ({study.user_attrs.get(URI_ATTR)})"

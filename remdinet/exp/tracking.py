@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from remdinet.config import ConfigError
@@ -104,7 +105,13 @@ class Tracker:
         if exp is None:
             root = artifact_root(self.uri)
             location = None if root is None else str(root / name)
-            return self.client.create_experiment(name, artifact_location=location)
+            try:
+                return self.client.create_experiment(name, artifact_location=location)
+            except MlflowException as exc:
+                # another worker created it between the lookup and the create
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                exp = self.client.get_experiment_by_name(name)
         if exp.lifecycle_stage != "active":
             raise ConfigError(f"MLflow experiment {name!r} is deleted in {self.uri}; restore it "
                               f"(mlflow experiments restore) or remove it permanently")

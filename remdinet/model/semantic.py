@@ -1,8 +1,10 @@
 """Semantic branch: MobileNetV3 backbone, 19-class head and transformer decoder (§1.4.5–§1.4.8).
 
 Left out on purpose: the reference's three multi-scale convs (computed every forward, output never
-used, §1.4.6), so ``semantic_features["multi_scale"]`` is an empty list; and its try/except fallbacks
-(zero features, uniform probabilities, returning the input), which are replaced by :class:`BlockError`.
+used, §1.4.6), so ``semantic_features["multi_scale"]`` is an empty list; the modules the reference
+builds but never calls (IntelligentBlendingModule, ContrastRefinementBlock, TaskSpecificSaliency,
+CBAM/ChannelAttention, §1.4.15); and its try/except fallbacks (zero features, uniform
+probabilities, returning the input), which are replaced by :class:`BlockError`.
 """
 from __future__ import annotations
 

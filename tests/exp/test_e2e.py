@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from remdinet.config import Config, resolve
+from remdinet.data import ensure_dataset
 from remdinet.exp.cli import app
 from remdinet.exp.presets import load_preset
 from remdinet.exp.study import PARENT_ATTR, RUN_ATTR
@@ -63,6 +64,29 @@ def test_ablation_of_one_fix_logs_parent_children_epoch_metrics_and_table(tracki
     assert list(table["variant"]) == ["all-on", "all-off (pre-fix)", "-mask_unfreeze"]
     assert table.loc[0, "delta_psnr_vs_all_on"] == 0.0
     assert set(table["band_position"]) <= {"below", "inside", "above"}
+
+    out = tmp_path / "compare.md"
+    result = runner.invoke(app, ["--tracking-uri", tracking_uri, "compare", "ablations",
+                                 "--filter-tag", "variant=-mask_unfreeze", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 3  # header, rule, the one matching run
+    assert ablated.info.run_id in lines[2]
+
+
+def test_train_then_evaluate_through_the_cli(tracking_uri, tmp_path):
+    result = cli(tracking_uri, tmp_path, "train", "--preset", "tiny")
+    (run,) = runs_of(MlflowClient(tracking_uri), "train")
+    assert run.info.run_id in result.output and run.info.status == "FINISHED"
+    assert {"final_psnr", "final_ssim", "best_val_psnr"} <= set(run.data.metrics)
+    checkpoint = run.data.tags["best_checkpoint"]
+    data_root = ensure_dataset(resolve(load_preset("tiny")).synthetic)
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["evaluate", "--checkpoint", checkpoint, "--data", str(data_root),
+                                 "--split", "val", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "mean: psnr" in result.output
+    assert (out / "metrics.csv").is_file()
 
 
 def write_spec(tmp_path, name, n_trials, pruner_lines):
@@ -155,3 +179,34 @@ def test_pruned_trial_is_pruned_in_optuna_and_mlflow(tracking_uri, storage_url, 
     # the curve up to the pruning epoch was logged live
     history = MlflowClient(tracking_uri).get_metric_history(run.info.run_id, "val_psnr")
     assert [m.step for m in history] == [0]
+
+
+def test_trial_with_an_invalid_sampled_config_fails_in_both_and_the_study_goes_on(
+        tracking_uri, storage_url, tmp_path):
+    # corners (8 or 12 with 4 heads) are valid, so the spec loads; 10 is not divisible by 4
+    spec = tmp_path / "divisible.toml"
+    spec.write_text(textwrap.dedent("""
+        [study]
+        preset = "tiny"
+        n_trials = 3
+        sampler = "grid"
+        pruner = "none"
+        [space."model.decoder_dim"]
+        type = "int"
+        low = 8
+        high = 12
+        step = 2
+        [space."model.decoder_heads"]
+        type = "categorical"
+        choices = [4]
+        """))
+    cli(tracking_uri, tmp_path, "study", "run", str(spec), "--storage", storage_url)
+    study = optuna.load_study(study_name="divisible", storage=storage_url)
+    states = {t.params["model.decoder_dim"]: t.state for t in study.trials}
+    assert states == {8: optuna.trial.TrialState.COMPLETE, 10: optuna.trial.TrialState.FAIL,
+                      12: optuna.trial.TrialState.COMPLETE}
+    failed = next(t for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
+    run = MlflowClient(tracking_uri).get_run(failed.user_attrs[RUN_ATTR])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["optuna.state"] == "FAIL"
+    assert "decoder_dim must be divisible by model.decoder_heads" in run.data.tags["fail_reason"]

@@ -81,7 +81,8 @@ def test_sample_grid_has_three_panels_per_image_and_blank_target_when_unpaired()
 def test_runs_frame_spreads_tags_params_and_metrics_into_columns():
     run = SimpleNamespace(
         info=SimpleNamespace(run_id="r1", run_name="n", status="FINISHED", start_time=0),
-        data=SimpleNamespace(tags={"variant": "all-on", "mlflow.user": "x", "mlflow.parentRunId": "p"},
+        data=SimpleNamespace(tags={"variant": "all-on", "mlflow.user": "x",
+                                   "mlflow.parentRunId": "p"},
                              params={"training.seed": "42"}, metrics={"final_psnr": 20.5}))
     df = runs_frame([run])
     assert df.loc[0, "tags.variant"] == "all-on"

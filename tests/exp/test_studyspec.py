@@ -1,4 +1,5 @@
-"""Study files: the shipped ones load; every kind of bad spec fails before training, naming the key."""
+"""Study files: the shipped ones load; every kind of bad spec fails before training, naming the
+key."""
 from __future__ import annotations
 
 import textwrap
@@ -170,7 +171,8 @@ def test_fixed_key_may_not_also_be_searched(tmp_path):
 
 def test_cli_override_of_a_searched_key_is_rejected(tmp_path):
     with pytest.raises(StudySpecError, match=r'--set "color_thresholds.min_saturation"'):
-        load_spec(write(tmp_path, GOOD_HEAD + SPACE), overrides={"color_thresholds.min_saturation": 0.1})
+        load_spec(write(tmp_path, GOOD_HEAD + SPACE),
+                  overrides={"color_thresholds.min_saturation": 0.1})
 
 
 def test_baseline_outside_the_space_is_rejected(tmp_path):
@@ -191,7 +193,8 @@ def test_invalid_toml_names_the_file(tmp_path):
 
 
 def test_multi_objective_defaults_to_no_pruning(tmp_path):
-    spec = load_spec(write(tmp_path, "[study]\npreset = \"tiny\"\nmetrics = [\"psnr\", \"ssim\"]\n" + SPACE))
+    head = '[study]\npreset = "tiny"\nmetrics = ["psnr", "ssim"]\n'
+    spec = load_spec(write(tmp_path, head + SPACE))
     assert spec.multi_objective and spec.pruner == "none"
     assert spec.directions == ("maximize", "maximize")
 
@@ -208,5 +211,6 @@ type = "categorical"
 choices = ["psnr", "ssim"]
 """
     spec = load_spec(write(tmp_path, body))
-    assert spec.space["color_thresholds.min_saturation"].grid() == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    grid = spec.space["color_thresholds.min_saturation"].grid()
+    assert grid == pytest.approx([0.05, 0.1, 0.15, 0.2])
     assert spec.make_sampler(0) is not None

@@ -20,7 +20,8 @@ def test_default_store_is_sqlite_under_mlruns_of_the_working_directory(tmp_path,
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = resolve_tracking_uri(None)
-    assert uri == default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'mlflow.db'}"
+    expected = f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'mlflow.db'}"
+    assert uri == default_tracking_uri() == expected
     assert artifact_root(uri) == tmp_path.resolve() / "mlruns" / "artifacts"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///x.db")
     assert resolve_tracking_uri(None) == "sqlite:///x.db"

@@ -48,7 +48,7 @@ def test_include_corrected_adds_the_corrected_profile():
 
 
 def test_unknown_fix_is_rejected_listing_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown fix 'mask_unfreez'.*valid fixes: .*mask_unfreeze"):
+    with pytest.raises(ConfigError, match=r"unknown fix 'mask_unfreez'.*valid fixes: .*unfreeze"):
         build_variants(["mask_unfreez"])
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .config import Config
+from .model import build_model
 
 FORMAT = "remdinet-checkpoint"
 VERSION = 1
@@ -99,8 +100,6 @@ def config_of(payload: dict[str, Any]) -> Config:
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu"):
     """``(model, cfg)`` from a checkpoint: the model in eval mode on ``device``, weights loaded
     strictly (a key mismatch raises, naming the keys)."""
-    from .model import build_model
-
     payload = load_checkpoint(checkpoint)
     cfg = config_of(payload)
     model = build_model(cfg)

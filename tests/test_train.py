@@ -172,9 +172,9 @@ def test_two_runs_with_the_same_seed_give_identical_metrics(baseline, synthetic_
     assert without_timing(again.history) == without_timing(result.history[:2])
 
 
-def test_fix_off_collapses_the_mask_lr_on_every_batch_of_the_unfreeze_epoch(synthetic_dir, data,
-                                                                             tmp_path):
-    cfg = train_config(synthetic_dir, {"fixes.disable": ["mask_unfreeze.unfreeze"]})
+def test_pre_fix_profile_collapses_the_mask_lr_on_every_batch_of_the_unfreeze_epoch(
+        synthetic_dir, data, tmp_path):
+    cfg = train_config(synthetic_dir, {"fixes.profile": "pre_fix"})
     recorder = Recorder()
     trainer = Trainer(cfg, data=data, callbacks=[recorder, StopAfter(UNFREEZE_EPOCH)], quiet=True,
                       run_dir=tmp_path)
@@ -303,6 +303,7 @@ def test_early_stop_ends_the_whole_run(synthetic_dir, data, tmp_path):
     assert result.best_checkpoint.is_file()
 
 
+@pytest.mark.slow
 def test_validation_psnr_rises_well_above_the_identity_with_the_corrected_profile(synthetic_dir, data,
                                                                                   tmp_path):
     # Budget: 6 epochs x 3 batches of 2 images (48 px), every LR 1e-2 (the reference LRs move the

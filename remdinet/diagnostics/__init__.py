@@ -1,14 +1,14 @@
 """``remdi-exp doctor``'s engine: an instrumented training slice and six checks (torch only).
 
-``run_doctor(slice_config(cfg))`` trains a short slice with the real trainer, observes it through a
-callback and probes copies of the model, and returns a :class:`DoctorReport` of :class:`Finding`\\ s,
+``run_doctor(doctor_config(overrides))`` trains a short slice with the real trainer, observes it
+through a callback and probes copies of the model, and returns a :class:`DoctorReport` of findings,
 each naming the fix or correction switch that addresses it. The checks and their thresholds are
 documented in their modules: :mod:`.gradients` (loss terms), :mod:`.lr`, :mod:`.freezing`,
 :mod:`.modes` (train/eval), :mod:`.branches` (control flow), :mod:`.clamps`.
 """
 from .attribution import GOVERNED_BY, attribute
 from .report import DoctorReport, Finding
-from .runner import SLICE, DoctorCallback, run_doctor, slice_config
+from .runner import SLICE, DoctorCallback, doctor_config, run_doctor
 
 __all__ = ["DoctorCallback", "DoctorReport", "Finding", "GOVERNED_BY", "SLICE", "attribute",
-           "run_doctor", "slice_config"]
+           "doctor_config", "run_doctor"]

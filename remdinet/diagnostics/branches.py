@@ -187,7 +187,7 @@ class FlowMonitor:
                                    f"an image alone ({flips[0]}, {len(flips)} cases)", by, switch,
                                    data))
             else:
-                out.append(Finding("branch", name, value, "note",
+                out.append(Finding("branch", name, value, "ok",
                                    "a Python decision on a tensor value; it did not depend on the "
                                    "batch in the probes", data=data))
         return out

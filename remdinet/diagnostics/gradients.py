@@ -11,8 +11,8 @@ Findings, per stage and term:
   at all (a constant although its weight is > 0), or has a non-zero value but a zero gradient while
   the enhanced image itself has one (the loss says "wrong" and gives no direction), or takes the
   same non-zero value (within :data:`CONSTANT_TOLERANCE`) on every input (it ignores the image).
-  Zero gradients on inputs where the enhanced image has none (a saturated output) are a note here
-  and a finding of ``input_gradient``. A term that is exactly 0 with a
+  Zero gradients on inputs where the enhanced image has none (a saturated output) are not the
+  term's defect: ``input_gradient`` reports them. A term that is exactly 0 with a
   path on every input is a satisfied hinge penalty (e.g. the curve penalty below its threshold) and
   is a note, not a defect: its gradient is zero because it sits at its minimum.
 * ``dead_term``: a weight the config sets > 0 whose term never appears in the stage's criterion.
@@ -85,7 +85,7 @@ class TermMonitor:
     """Collects term observations per stage; ``reach_batches`` training batches per epoch get the
     per-term gradients (each costs one backward pass per term)."""
 
-    def __init__(self, cfg: Config, fixset: FixSet, reach_batches: int = 2) -> None:
+    def __init__(self, cfg: Config, fixset: FixSet, reach_batches: int) -> None:
         self.cfg = cfg
         self.fixset = fixset
         self.reach_batches = reach_batches
@@ -178,7 +178,7 @@ class TermMonitor:
             return Finding("gradient_reach", subject, value, "flag", "; ".join(problems), by, switch,
                            data)
         if saturated:
-            return Finding("gradient_reach", subject, value, "note",
+            return Finding("gradient_reach", subject, value, "ok",
                            f"zero gradient on {len(saturated)}/{len(r.sources)} inputs where the "
                            f"enhanced image itself has none (e.g. {saturated[0]}; see "
                            f"input_gradient)", data=data)

@@ -68,24 +68,32 @@ class DoctorReport:
                 "flagged": self.flagged_switches(), "exit_code": self.exit_code,
                 "info": self.info, "findings": [asdict(f) for f in self.findings]}
 
-    def table(self, flagged_only: bool = False) -> str:
-        rows = [f for f in self.findings if f.flagged or not flagged_only]
+    def table(self, full: bool = False) -> str:
+        """The findings as a plain-text table and a list of the flags' details.
+
+        ``full`` lists every finding; otherwise flags and notes are listed and the findings of a
+        check that found nothing are summed up in one ``ok`` row per check.
+        """
         header = ("check", "subject", "value", "flag", "addressed by")
-        body = [(f.check, f.subject, f.value, "FLAG" if f.flagged else f.severity,
-                 (f.addressed_by or UNATTRIBUTED) if f.flagged else (f.addressed_by or ""))
-                for f in rows]
+        body: list[tuple[str, ...]] = []
+        for check in dict.fromkeys(f.check for f in self.findings):
+            rows = [f for f in self.findings if f.check == check]
+            shown = rows if full else [f for f in rows if f.severity != "ok"]
+            body += [(f.check, f.subject, f.value, "FLAG" if f.flagged else f.severity,
+                      (f.addressed_by or UNATTRIBUTED) if f.flagged else "") for f in shown]
+            ok = len(rows) - len(shown)
+            if ok:
+                body.append((check, f"{'all' if ok == len(rows) else 'the other'} {ok}", "-", "ok",
+                             ""))
         widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
         def line(cells: tuple[str, ...]) -> str:
             return " | ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
-        sep = "-+-".join("-" * w for w in widths)
-        text = [line(header), sep, *(line(r) for r in body)]
+        text = [line(header), "-+-".join("-" * w for w in widths), *(line(r) for r in body), ""]
         flagged = self.flags
-        text.append("")
         text.append(f"doctor [{self.label}]: {len(flagged)} flag(s)"
                     + (f", addressed by {', '.join(self.flagged_switches())}" if flagged else
                        ", nothing flagged"))
-        for f in flagged:
-            text.append(f"  - {f.check} {f.subject}: {f.detail}")
+        text += [f"  - {f.check} {f.subject}: {f.detail}" for f in flagged]
         return "\n".join(text)

@@ -25,11 +25,11 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from remdinet.config import Config, ConfigError, apply_overrides
+from remdinet.config import Config, ConfigError, apply_overrides, resolve
 from remdinet.data import DataBundle, build_data
 from remdinet.fixes import fixes_of
 from remdinet.train import Callback, Trainer
@@ -41,7 +41,7 @@ from .freezing import FreezeMonitor
 from .gradients import TermMonitor
 from .lr import LRMonitor
 from .modes import ModeMonitor, probe_copy, set_mode
-from .probes import Probe, build_probes
+from .probes import Probe, build_probes, mixed_batch
 from .report import DoctorReport
 
 SLICE = {
@@ -67,7 +67,7 @@ class DoctorCallback(Callback):
     """Feeds the monitors from the trainer's events; probes run on model copies under a forked
     RNG, so the slice trains exactly as it would without the doctor."""
 
-    def __init__(self, cfg: Config, probes: list[Probe], reach_batches: int = 2) -> None:
+    def __init__(self, cfg: Config, probes: list[Probe], reach_batches: int = 1) -> None:
         fixset = fixes_of(cfg)
         self.probes = probes
         self.lr = LRMonitor(fixset)
@@ -104,8 +104,12 @@ class DoctorCallback(Callback):
         self.clamp_report = trainer.model.clamp_report()
 
     def _probe_terms(self, trainer: Trainer, stage: int) -> None:
+        # Two inputs beyond the training batches: one image of every kind, and the vivid bars (the
+        # side of the piecewise losses dark training images rarely reach). Each costs a backward
+        # pass per term.
         model = set_mode(probe_copy(trainer.model), True)
-        outputs = [(p, model(p.x.to(trainer.device))) for p in self.probes]
+        chosen = [mixed_batch(self.probes), *(p for p in self.probes if p.name == "colour_bars")]
+        outputs = [(p, model(p.x.to(trainer.device))) for p in chosen]
         self.terms.on_probe(trainer, stage, model, outputs)
 
     def _probe_model(self, trainer: Trainer) -> None:
@@ -124,9 +128,10 @@ def _rng_devices(device: torch.device) -> list:
     return [device] if device.type == "cuda" else []
 
 
-def slice_config(cfg: Config, explicit: dict | None = None) -> Config:
-    """``cfg`` with the slice schedule applied; ``explicit`` (the user's ``--set`` items) win."""
-    return apply_overrides(cfg, {**SLICE, **(explicit or {})})
+def doctor_config(overrides: dict[str, Any], explicit: dict[str, Any] | None = None) -> Config:
+    """The config of a doctor slice: ``overrides`` (preset, config file, fix set), then the slice
+    schedule :data:`SLICE`, then ``explicit`` (the user's ``--set`` items, which win)."""
+    return resolve({**overrides, **SLICE, **(explicit or {})})
 
 
 def _full_batches(cfg: Config, data: DataBundle) -> Config:
@@ -140,10 +145,10 @@ def _full_batches(cfg: Config, data: DataBundle) -> Config:
     return apply_overrides(cfg, {"training.max_train_batches": min(cap, full) if cap else full})
 
 
-def run_doctor(cfg: Config, data: DataBundle | None = None, log: Callable[[str], None] | None = None,
-               quiet: bool = True) -> DoctorReport:
-    """Train the slice described by ``cfg`` (already passed through :func:`slice_config`) with the
-    diagnostics attached and return the report."""
+def run_doctor(cfg: Config, data: DataBundle | None = None,
+               log: Callable[[str], None] | None = None) -> DoctorReport:
+    """Train the slice described by ``cfg`` (from :func:`doctor_config`) with the diagnostics
+    attached and return the report."""
     start = time.perf_counter()
     fixset = fixes_of(cfg)
     if data is None:
@@ -152,7 +157,7 @@ def run_doctor(cfg: Config, data: DataBundle | None = None, log: Callable[[str],
     probes = build_probes(data.val)
     doctor = DoctorCallback(cfg, probes)
     with tempfile.TemporaryDirectory(prefix="remdinet-doctor-") as tmp:
-        trainer = Trainer(cfg, data=data, callbacks=[doctor], quiet=quiet, run_dir=Path(tmp),
+        trainer = Trainer(cfg, data=data, callbacks=[doctor], quiet=True, run_dir=Path(tmp),
                           log=log)
         result = trainer.fit()
     findings = doctor.findings(fixset)

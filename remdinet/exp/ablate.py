@@ -20,6 +20,7 @@ import pandas as pd
 from remdinet.config import Config, ConfigError, resolve
 from remdinet.fixes import FIXES, FixSet, expand
 
+from .doctor import summary_tags, tracked_doctor
 from .report import ablation_chart, ablation_table, to_markdown, to_text
 from .runs import tracked_run
 from .tracking import Tracker
@@ -107,8 +108,12 @@ def run_ablation(tracker: Tracker, base: dict[str, Any], variants: Sequence[Vari
                  seeds: int = 1, reference_psnr: float = REFERENCE_PSNR,
                  band: tuple[float, float] = REFERENCE_BAND, grid: str = "leave-one-out",
                  out_dir: str | Path | None = None, quiet: bool = False,
-                 log: Callable[[str], None] = print) -> AblationResult:
-    """Train every variant x seed under one parent run of experiment ``ablations``."""
+                 log: Callable[[str], None] = print, doctor: bool = False) -> AblationResult:
+    """Train every variant x seed under one parent run of experiment ``ablations``.
+
+    ``doctor``: first run the doctor slice (:mod:`.doctor`) of every variant, each as a run of
+    experiment ``doctor``, and tag the variant's training runs with its summary.
+    """
     if band[0] > band[1]:
         raise ConfigError(f"--reference-band: low {band[0]} exceeds high {band[1]}")
     configs = variant_configs(variants, base, seeds)
@@ -129,11 +134,20 @@ def run_ablation(tracker: Tracker, base: dict[str, Any], variants: Sequence[Vari
                                     "ablation.seeds": seed_list, "ablation.grid": grid,
                                     "ablation.reference_psnr": reference_psnr,
                                     "ablation.reference_band": list(band)})
+        doctor_tags: dict[str, dict[str, str]] = {}
+        if doctor:
+            for v in variants:
+                found = tracked_doctor(tracker, {**v.fixset.to_overrides(), **base},
+                                       tags={"ablation.parent_run": parent})
+                doctor_tags[v.label] = summary_tags(found)
+                flagged = found.report.flagged_switches()
+                log(f"doctor {v.label}: {len(found.report.flags)} flag(s)"
+                    + (f" ({', '.join(flagged)})" if flagged else ""))
         total = len(configs)
         for i, ((label, seed), cfg) in enumerate(configs.items(), 1):
             variant = next(v for v in variants if v.label == label)
             tags = {**variant.fixset.tags(), "variant": label, "seed": seed,
-                    "disabled": variant.disabled}
+                    "disabled": variant.disabled, **doctor_tags.get(label, {})}
             outcome = tracked_run(tracker, exp_id, cfg, f"{label} / seed {seed}", tags,
                                   parent_run_id=parent,
                                   run_dir_root=Path(cfg.training.output_dir) / EXPERIMENT / parent,

@@ -6,6 +6,7 @@ printed as one line, exit code 2; anything else is a bug and propagates with its
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -20,12 +21,13 @@ import torch
 import typer
 
 from remdinet.checkpoint import CheckpointError
-from remdinet.config import ConfigError, resolve
+from remdinet.config import ConfigError, parse_set_args, resolve
 from remdinet.data import LAYOUTS, PAIRING_MODES, DataError
 from remdinet.evaluate import evaluate_folder
 from remdinet.fixes import FIXES, fixes_of
 
 from . import ablate as ablate_mod
+from . import doctor as doctor_mod
 from . import study as study_mod
 from .presets import run_overrides
 from .report import runs_frame, to_markdown, to_text
@@ -204,6 +206,10 @@ def ablate(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Also write ablation.csv/.md/.png and ablation_runs.csv to this folder.")
     ] = None,
+    doctor: Annotated[bool, typer.Option(
+        "--doctor", help="First run `doctor` on every variant (about a minute each with the quick "
+                         "preset) and tag its training runs with doctor.flags / doctor.flagged.")
+    ] = False,
 ) -> None:
     """Fix ablation: train each variant x seed as an MLflow child run under one parent run
     (experiment 'ablations'), then print and log the table (CSV, Markdown) and a bar chart."""
@@ -213,8 +219,48 @@ def ablate(
         variants = ablate_mod.build_variants(disable_fix or (), grid, include_corrected)
         base = run_overrides(preset, config, set_ or (), data, g.device)
         result = ablate_mod.run_ablation(g.tracker(), base, variants, seeds, reference_psnr, band,
-                                         grid, out, quiet=g.quiet, log=typer.echo)
+                                         grid, out, quiet=g.quiet, log=typer.echo,
+                                         doctor=doctor)
     typer.echo(f"parent run {result.parent_run_id} (experiment '{ablate_mod.EXPERIMENT}')")
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    data: DataOpt = None,
+    disable_fix: Annotated[Optional[List[str]], typer.Option(
+        "--disable-fix", help=f"Fix (or fix.sub switch) to switch off on top of --profile; "
+                              f"repeatable. Fixes: {', '.join(FIXES)}.")] = None,
+    profile: Annotated[Optional[str], typer.Option(
+        "--profile", help="Fix profile: post_fix (all fixes on, the default), pre_fix (all off) "
+                          "or corrected (all fixes and latent-bug corrections on).")] = None,
+    json_: Annotated[bool, typer.Option(
+        "--json", help="Print the JSON report to stdout instead of the table.")] = False,
+) -> None:
+    """Diagnose a configuration: train a short instrumented slice (6 epochs of a few 64-px batches
+    covering all three stages) and check gradient reach per loss term, learning rates, frozen and
+    trainable blocks, train/eval divergence, non-differentiable control flow and clamp pressure.
+    Each finding names the fix or correction that addresses it. Tracked as a run of MLflow
+    experiment 'doctor' (doctor.json artifact, tags doctor.flags / doctor.flagged).
+    Exit code 0: nothing flagged; 1: something flagged; 2: bad input."""
+    g: Globals = ctx.obj
+    log = None if g.quiet else (lambda msg: typer.echo(msg, err=True))
+    with user_errors():
+        base = run_overrides(preset, config, (), data, g.device)
+        explicit = {**parse_set_args(set_ or ()),
+                    **doctor_mod.fix_overrides(profile, disable_fix or ())}
+        outcome = doctor_mod.tracked_doctor(g.tracker(), base, explicit, log=log)
+    report = outcome.report
+    if json_:
+        typer.echo(json.dumps({**report.to_dict(), "run_id": outcome.run_id}, indent=2))
+    else:
+        typer.echo(report.table())
+        typer.echo(f"run {outcome.run_id} (experiment '{doctor_mod.EXPERIMENT}'), "
+                   f"{report.info['seconds']:.0f} s")
+    raise typer.Exit(report.exit_code)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -244,6 +290,9 @@ def study_run(
     keep_checkpoints: Annotated[bool, typer.Option(
         "--keep-checkpoints", help="Keep every trial's checkpoint files (default: deleted after "
                                    "the trial; the best config is exported instead).")] = False,
+    doctor: Annotated[bool, typer.Option(
+        "--doctor", help="Run `doctor` on every trial's config before training it and tag the "
+                         "trial's run with doctor.flags / doctor.flagged.")] = False,
 ) -> None:
     """Run or resume (same NAME) an Optuna study; every trial is an MLflow child run of the
     study's parent run (experiment = study name). Prints the best trial, exports the best config,
@@ -255,7 +304,7 @@ def study_run(
         outcome = study_mod.run_study(spec, storage or study_mod.default_storage_url(),
                                       g.tracking_uri, n_trials=n_trials, timeout=timeout,
                                       export=export, keep_checkpoints=keep_checkpoints,
-                                      quiet=g.quiet, log=typer.echo)
+                                      quiet=g.quiet, log=typer.echo, doctor=doctor)
     typer.echo(f"study {outcome.name}: parent run {outcome.parent_run_id} (experiment "
                f"'{outcome.name}'), {len(outcome.trials)} trial(s) in total")
 

@@ -88,8 +88,8 @@ def ablation_chart(table: pd.DataFrame, band: tuple[float, float], reference_psn
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(n)
     means = table["psnr_mean"].to_numpy(dtype=float)
-    # a single seed has no std (NaN): draw no error bar for it
-    yerr = np.nan_to_num(table["psnr_std"].to_numpy(dtype=float), nan=0.0)
+    # a single seed has no std (NaN): matplotlib draws no error bar for it
+    yerr = table["psnr_std"].to_numpy(dtype=float)
     ax.bar(x, means, yerr=yerr, capsize=4, color="#4c72b0", zorder=3)
     ax.axhspan(band[0], band[1], color="#dd8452", alpha=0.25, zorder=1,
                label=f"reference band {band[0]:g}-{band[1]:g} dB")
@@ -101,7 +101,7 @@ def ablation_chart(table: pd.DataFrame, band: tuple[float, float], reference_psn
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3, zorder=0)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    lower = means - yerr
+    lower = means - np.nan_to_num(yerr)
     bottom = np.concatenate([lower[np.isfinite(lower)], [band[0], reference_psnr]]).min()
     ax.set_ylim(max(0.0, bottom - 2.0), None)
     fig.tight_layout()

@@ -39,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 from remdinet.config import ConfigError, dump_toml, resolve  # noqa: E402
 from remdinet.train import Callback  # noqa: E402
 
+from .doctor import summary_tags, tracked_doctor  # noqa: E402
 from .report import to_text  # noqa: E402
 from .runs import train_in_run  # noqa: E402
 from .studyspec import StudySpec, StudySpecError  # noqa: E402
@@ -93,7 +94,8 @@ class StudyOutcome:
     importances: dict[str, dict[str, float]]
 
 
-def _load_or_create(spec: StudySpec, storage: optuna.storages.RDBStorage) -> optuna.Study:
+def open_study(spec: StudySpec, storage: optuna.storages.RDBStorage) -> optuna.Study:
+    """Create or load the study of ``spec``; refuse a stored study with another fingerprint."""
     study = optuna.create_study(storage=storage, study_name=spec.name, load_if_exists=True,
                                 directions=list(spec.directions), pruner=spec.make_pruner())
     stored = study.user_attrs.get(FINGERPRINT_ATTR)
@@ -137,9 +139,12 @@ def _parent_run(study: optuna.Study, spec: StudySpec, tracker: Tracker, exp_id: 
 def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, n_trials: int | None = None,
               timeout: float | None = None, export: str | Path | None = None,
               keep_checkpoints: bool = False, quiet: bool = False,
-              log: Callable[[str], None] = print) -> StudyOutcome:
+              log: Callable[[str], None] = print, doctor: bool = False) -> StudyOutcome:
     """Run (or resume) the study of ``spec``: ``n_trials`` more trials and/or until ``timeout``
-    seconds (defaults from the spec), then summarise it (:func:`summarize`)."""
+    seconds (defaults from the spec), then summarise it (:func:`summarize`).
+
+    ``doctor``: run the doctor slice (:mod:`.doctor`) of every trial's config before training it
+    and tag the trial's run with its summary."""
     n_trials = n_trials if n_trials is not None else spec.n_trials
     timeout = timeout if timeout is not None else spec.timeout
     if n_trials is None and timeout is None:
@@ -149,7 +154,7 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, n_trials: in
         raise StudySpecError(f"--n-trials must be >= 1, got {n_trials}")
     storage = open_storage(storage_url)
     tracker = Tracker(tracking_uri)
-    study = _load_or_create(spec, storage)
+    study = open_study(spec, storage)
     study_id = storage.get_study_id_from_name(spec.name)
     exp_id = tracker.experiment_id(spec.name)
     run_root = Path(resolve(spec.base).training.output_dir) / "studies" / spec.name
@@ -168,7 +173,8 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, n_trials: in
         try:
             with tracker.terminating(run_id):
                 try:
-                    values = _train_trial(spec, params, trial, tracker, run_id, run_dir, quiet)
+                    values = _train_trial(spec, params, trial, tracker, run_id, run_dir, quiet,
+                                          doctor)
                     state = "COMPLETE"
                 except optuna.TrialPruned as exc:
                     state, pruned = "PRUNED", exc
@@ -192,12 +198,14 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, n_trials: in
 
 
 def _train_trial(spec: StudySpec, params: dict[str, Any], trial: optuna.Trial, tracker: Tracker,
-                 run_id: str, run_dir: Path, quiet: bool) -> list[float]:
+                 run_id: str, run_dir: Path, quiet: bool, doctor: bool = False) -> list[float]:
     try:
         cfg = resolve(spec.overrides(params))
     except ConfigError as exc:
         tracker.log_params(run_id, params)
         raise TrialFailure(f"the sampled config is invalid: {exc}") from None
+    if doctor:
+        tracker.set_tags(run_id, summary_tags(tracked_doctor(tracker, spec.overrides(params))))
     callbacks = [] if spec.multi_objective else [PruningCallback(trial)]
     outcome = train_in_run(tracker, run_id, cfg, callbacks=callbacks, run_dir=run_dir, quiet=quiet)
     values = []
@@ -262,6 +270,16 @@ def _save_pyplot(tracker: Tracker, parent: str, ax: Any, artifact: str) -> None:
         plt.close(fig)
 
 
+def _importances(study: optuna.Study, spec: StudySpec, i: int) -> dict[str, float]:
+    if not spec.multi_objective:
+        return optuna.importance.get_param_importances(study)
+    # with an explicit target the default evaluator ranks params for *low* values
+    sign = -1.0 if spec.directions[i] == "maximize" else 1.0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*importances of params to achieve low")
+        return optuna.importance.get_param_importances(study, target=lambda t: sign * t.values[i])
+
+
 def summarize(study: optuna.Study, spec: StudySpec, tracker: Tracker, parent: str,
               export: str | Path | None, log: Callable[[str], None]) -> StudyOutcome:
     """Best trial(s), best config TOML, trials table, importances and plots on the parent run."""
@@ -302,6 +320,8 @@ def summarize(study: optuna.Study, spec: StudySpec, tracker: Tracker, parent: st
             _save_pyplot(tracker, parent, ax, f"plots/optimization_history_{metric}.png")
             ax = optuna.visualization.matplotlib.plot_parallel_coordinate(
                 study, target=target, target_name=metric)
+            # optuna's default size crams one axis per parameter into 6 inches
+            ax.figure.set_size_inches(max(6.0, 1.4 * len(spec.space) + 3.0), 6.0)
             _save_pyplot(tracker, parent, ax, f"plots/parallel_coordinate_{metric}.png")
         if len(completed) < 2:
             note = (f"parameter importances of {metric} skipped: they need at least 2 completed "
@@ -309,7 +329,7 @@ def summarize(study: optuna.Study, spec: StudySpec, tracker: Tracker, parent: st
             log(note)
             tracker.log_text(parent, note + "\n", f"importances_{metric}.txt")
             continue
-        importances = optuna.importance.get_param_importances(study, target=target)
+        importances = _importances(study, spec, i)
         outcome.importances[metric] = importances
         tracker.log_text(parent, json.dumps(importances, indent=2), f"importances_{metric}.json")
         figure = _importance_figure(importances, f"parameter importances ({metric})")

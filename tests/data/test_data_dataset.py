@@ -27,9 +27,9 @@ def test_sample_has_normalised_input_target_and_name(tmp_path):
 
 def test_val_squashes_to_image_size_and_input_denormalises_to_the_file(tmp_path):
     remdinet_tree(tmp_path, n=2, val=1, h=20, w=24)
-    bundle = build_data(cfg_for(tmp_path, training__image_size=12), log=_quiet)
+    bundle = build_data(cfg_for(tmp_path, training__image_size=16), log=_quiet)
     s = bundle.val[0]
-    assert s["input"].shape == (3, 12, 12) and s["target"].shape == (3, 12, 12)
+    assert s["input"].shape == (3, 16, 16) and s["target"].shape == (3, 16, 16)
     assert float(denormalize(s["input"][None]).mean()) < float(s["target"].mean())  # the dark input
 
 

@@ -6,9 +6,11 @@ import textwrap
 import optuna
 import pytest
 
-from remdinet.exp.study import (PruningCallback, _load_or_create, default_storage_url, load_study,
-                                open_storage, trials_frame)
+from remdinet.config import Config
+from remdinet.exp.study import (PruningCallback, open_study, default_storage_url, load_study,
+                                open_storage, summarize, trials_frame)
 from remdinet.exp.studyspec import StudySpecError, load_spec
+from remdinet.exp.tracking import Tracker
 
 
 def spec_file(tmp_path, high: float, name: str = "s"):
@@ -52,16 +54,16 @@ def test_default_storage_is_sqlite_under_mlruns(tmp_path, monkeypatch):
 
 def test_resuming_with_a_changed_space_is_refused(tmp_path, storage_url):
     storage = open_storage(storage_url)
-    study = _load_or_create(load_spec(spec_file(tmp_path, 0.2)), storage)
+    study = open_study(load_spec(spec_file(tmp_path, 0.2)), storage)
     assert study.user_attrs["spec_fingerprint"]
-    _load_or_create(load_spec(spec_file(tmp_path, 0.2)), storage)  # unchanged: fine
+    open_study(load_spec(spec_file(tmp_path, 0.2)), storage)  # unchanged: fine
     with pytest.raises(StudySpecError, match="different objective, search space or base config"):
-        _load_or_create(load_spec(spec_file(tmp_path, 0.3)), storage)
+        open_study(load_spec(spec_file(tmp_path, 0.3)), storage)
 
 
 def test_trials_table_names_params_by_config_key_and_shows_the_run_id(tmp_path, storage_url):
     storage = open_storage(storage_url)
-    study = _load_or_create(load_spec(spec_file(tmp_path, 0.2)), storage)
+    study = open_study(load_spec(spec_file(tmp_path, 0.2)), storage)
     space = {"color_thresholds.min_saturation": optuna.distributions.FloatDistribution(0.05, 0.2)}
     trial = study.ask(space)
     trial.set_user_attr("mlflow_run_id", "abc")
@@ -73,6 +75,42 @@ def test_trials_table_names_params_by_config_key_and_shows_the_run_id(tmp_path, 
 
 
 def test_loading_a_missing_study_lists_the_existing_ones(tmp_path, storage_url):
-    _load_or_create(load_spec(spec_file(tmp_path, 0.2, "present")), open_storage(storage_url))
+    open_study(load_spec(spec_file(tmp_path, 0.2, "present")), open_storage(storage_url))
     with pytest.raises(StudySpecError, match=r"no study 'absent'.*present"):
         load_study("absent", storage_url)
+
+
+def test_summary_of_a_multi_objective_study_exports_the_front_member_best_on_the_first_metric(
+        tmp_path, tracking_uri):
+    path = tmp_path / "mo.toml"
+    path.write_text(textwrap.dedent("""
+        [study]
+        preset = "tiny"
+        metrics = ["psnr", "ssim"]
+        n_trials = 1
+        [space."color_thresholds.min_saturation"]
+        type = "float"
+        low = 0.05
+        high = 0.2
+        """))
+    spec = load_spec(path)
+    study = optuna.create_study(directions=["maximize", "maximize"])
+    key = "color_thresholds.min_saturation"
+    dist = {key: optuna.distributions.FloatDistribution(0.05, 0.2)}
+    # (psnr, ssim): the first two are on the Pareto front, the third is dominated
+    for x, values in ((0.06, [20.0, 0.5]), (0.12, [18.0, 0.7]), (0.18, [17.0, 0.4])):
+        study.add_trial(optuna.trial.create_trial(params={key: x}, distributions=dist,
+                                                  values=values))
+    tracker = Tracker(tracking_uri)
+    exp = tracker.experiment_id("mo")
+    with tracker.active_run(exp, "parent") as parent:
+        outcome = summarize(study, spec, tracker, parent, tmp_path / "best.toml",
+                            log=lambda m: None)
+    assert sorted(t.number for t in outcome.best) == [0, 1]
+    exported = (tmp_path / "best.toml").read_text()
+    assert exported.startswith("# best trial 0 of study 'mo' (psnr = 20.0000, ssim = 0.5000)")
+    assert Config.from_toml(exported).color_thresholds.min_saturation == pytest.approx(0.06)
+    assert set(outcome.importances) == {"psnr", "ssim"}
+    plots = {a.path for a in tracker.client.list_artifacts(parent, "plots")}
+    assert {"plots/optimization_history_ssim.png", "plots/parallel_coordinate_psnr.png",
+            "plots/importances_ssim.png"} <= plots

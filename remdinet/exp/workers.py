@@ -1,0 +1,209 @@
+"""Running a study in several processes, on one machine or many: the shared trial queue, worker
+processes, and stopping cleanly on SIGINT/SIGTERM.
+
+Trial queue. ``study run --n-trials N`` adds N entries to the study's queue, a helper Optuna study
+named ``<study>#queue`` in the same storage whose WAITING trials are the trials still to start. A
+worker claims an entry with the storage's atomic WAITING -> RUNNING transition (a row lock on the
+RDB), then starts exactly one trial, so N entries start exactly N trials however many workers, on
+however many machines, race for them. A trial whose worker died is retried through a new entry
+(:mod:`.study`), so it does not eat into the N.
+
+Workers. :func:`run_processes` starts one process per worker (``python -m remdinet.exp.workers``;
+the target and its arguments arrive pickled on stdin) in a session of its own, so a terminal's
+Ctrl-C or a scheduler's SIGTERM reaches the workers only through the launching process, which
+forwards each signal once.
+
+Signals (:class:`StopRequest`). The first SIGINT or SIGTERM asks the worker to stop: the running
+trial stops at the end of its current epoch (its checkpoint ``last.pth`` is written first) and is
+marked FAIL, its MLflow run is closed KILLED, a retry is queued that resumes from that checkpoint,
+and the process exits with 128 + the signal number (130, 143). A second signal acts at once
+(SIGINT: KeyboardInterrupt, the trial is failed and queued for retry the same way; SIGTERM: the
+process dies, and its trial is failed and retried by the heartbeat mechanism).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import optuna
+from optuna.exceptions import DuplicatedStudyError
+from optuna.study import StudyDirection
+from optuna.trial import TrialState, create_trial
+
+from remdinet.train import Callback
+
+QUEUE_SUFFIX = "#queue"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def worker_label() -> str:
+    """``host:pid`` of this process: names the worker in logs, Optuna and MLflow."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class TrialQueue:
+    """The trials still to start in a study, shared by every worker that opens the same storage."""
+
+    def __init__(self, storage: optuna.storages.RDBStorage, study_name: str):
+        self.storage = storage
+        self.name = study_name + QUEUE_SUFFIX
+        try:
+            self.study_id = storage.create_new_study([StudyDirection.MINIMIZE], self.name)
+        except DuplicatedStudyError:
+            self.study_id = storage.get_study_id_from_name(self.name)
+
+    def add(self, n: int, note: str) -> None:
+        for _ in range(n):
+            self.storage.create_new_trial(self.study_id, template_trial=create_trial(
+                state=TrialState.WAITING, system_attrs={"note": note}))
+
+    def pending(self) -> int:
+        return len(self.storage.get_all_trials(self.study_id, deepcopy=False,
+                                               states=(TrialState.WAITING,)))
+
+    def claim(self, worker: str) -> bool:
+        """Take one entry; False when none is left. Exactly one caller wins each entry."""
+        for entry in self.storage.get_all_trials(self.study_id, deepcopy=False,
+                                                 states=(TrialState.WAITING,)):
+            entry_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id,
+                                                                           entry.number)
+            try:
+                won = self.storage.set_trial_state_values(entry_id, TrialState.RUNNING)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker claimed and closed it since the listing
+            if won:
+                self.storage.set_trial_user_attr(entry_id, "claimed_by", worker)
+                self.storage.set_trial_state_values(entry_id, TrialState.COMPLETE, values=[0.0])
+                return True
+        return False
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for by SIGINT/SIGTERM; ``signum`` is the signal."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+class StopRequest:
+    """Within ``with``: the first SIGINT/SIGTERM sets :attr:`signum` (honoured at the next epoch
+    boundary or between trials); the handler then steps aside, so a second signal acts at once.
+    Outside the main thread signals cannot be caught: nothing is installed there."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._event = threading.Event()
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        self._event.set()
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                      else signal.SIG_DFL)
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; a stop request ends the sleep."""
+        self._event.wait(seconds)
+
+
+class StopAtEpochEnd(Callback):
+    """Raises :class:`Interrupted` at the end of the epoch in which a stop was requested (after the
+    trainer wrote that epoch's checkpoints)."""
+
+    def __init__(self, stop: StopRequest):
+        self.stop = stop
+
+    def on_epoch_end(self, trainer: Any, epoch: int, stage: int, metrics: dict[str, float]) -> None:
+        if self.stop.signum is not None:
+            raise Interrupted(self.stop.signum, f"stopped by {signal_name(self.stop.signum)} at "
+                                                f"the end of epoch {epoch}")
+
+
+@dataclass
+class WorkerExit:
+    index: int
+    pid: int
+    returncode: int
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def describe(self) -> str:
+        if self.returncode == 0:
+            how = "finished"
+        elif self.returncode < 0:
+            how = f"was killed by {signal_name(-self.returncode)}"
+        elif self.returncode > 128 and self.returncode - 128 in {int(s) for s in STOP_SIGNALS}:
+            how = f"stopped on {signal_name(self.returncode - 128)} (exit {self.returncode})"
+        else:
+            how = f"exited with code {self.returncode}"
+        return f"worker {self.index} (pid {self.pid}) {how}"
+
+
+def run_processes(target: Callable[..., int], kwargs: list[dict[str, Any]]
+                  ) -> tuple[list[WorkerExit], int | None]:
+    """Run ``target(**kw)`` (a module-level function returning an exit code) in one new process
+    per ``kw``; wait for all of them. Returns their exits and the first stop signal this process
+    received (forwarded to the workers still running), or None."""
+    procs = []
+    for kw in kwargs:
+        proc = subprocess.Popen([sys.executable, "-m", "remdinet.exp.workers"],
+                                stdin=subprocess.PIPE, start_new_session=True)
+        proc.stdin.write(pickle.dumps((target, kw)))
+        proc.stdin.close()
+        procs.append(proc)
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, forward) for s in STOP_SIGNALS}
+    try:
+        codes = [proc.wait() for proc in procs]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    exits = [WorkerExit(i, proc.pid, code) for i, (proc, code) in enumerate(zip(procs, codes))]
+    return exits, (received[0] if received else None)
+
+
+def main() -> None:
+    """Entry of a worker process: ``(target, kwargs)`` pickled on stdin by :func:`run_processes`."""
+    target, kwargs = pickle.load(sys.stdin.buffer)
+    sys.exit(target(**kwargs))
+
+
+if __name__ == "__main__":
+    main()

@@ -3,23 +3,26 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import optuna
 import pytest
 
+from remdinet.exp.study import open_storage
 from remdinet.exp.workers import (Interrupted, StopAtEpochEnd, StopRequest, TrialQueue, WorkerExit,
                                   run_processes)
 
 
 def test_queue_entries_are_claimed_once_each_by_racing_claimers(storage_url):
-    storage = optuna.storages.RDBStorage(storage_url)
+    storage = open_storage(storage_url)
     TrialQueue(storage, "s").add(12, "test")
     wins: list[str] = []
     lock = threading.Lock()
 
     def claimer(name):
-        queue = TrialQueue(optuna.storages.RDBStorage(storage_url), "s")
+        queue = TrialQueue(open_storage(storage_url), "s")
         while queue.claim(name):
             with lock:
                 wins.append(name)
@@ -36,7 +39,7 @@ def test_queue_entries_are_claimed_once_each_by_racing_claimers(storage_url):
 
 
 def test_queue_lives_in_a_helper_study_of_its_own(storage_url):
-    storage = optuna.storages.RDBStorage(storage_url)
+    storage = open_storage(storage_url)
     queue = TrialQueue(storage, "s")
     queue.add(2, "test")
     assert TrialQueue(storage, "s").study_id == queue.study_id  # reopened, not recreated
@@ -78,18 +81,19 @@ def test_worker_exit_says_how_the_worker_ended(code, text):
     assert WorkerExit(1, 77, code).describe() == f"worker 1 (pid 77) {text}"
 
 
-def write_marker(path: str, value: str) -> int:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(f"{value} {os.getpid()} {os.getsid(0)}")
-    return 3 if value == "b" else 0
+MARKER = ("import os, sys; open(sys.argv[1], 'w').write(f'{os.getppid()} {os.getsid(0)}'); "
+          "sys.exit(int(sys.argv[2]))")
 
 
 def test_run_processes_runs_each_target_in_its_own_session(tmp_path):
-    kwargs = [{"path": str(tmp_path / name), "value": name} for name in ("a", "b")]
-    exits, received = run_processes(write_marker, kwargs)
+    # the target must be importable by the worker process: subprocess.call runs a script that
+    # records its parent (the worker) and its session
+    kwargs = [{"args": [sys.executable, "-c", MARKER, str(tmp_path / name), code]}
+              for name, code in (("a", "0"), ("b", "3"))]
+    exits, received = run_processes(subprocess.call, kwargs)
     assert received is None
     assert [e.returncode for e in exits] == [0, 3]
     for e, name in zip(exits, ("a", "b")):
-        value, pid, sid = (tmp_path / name).read_text().split()
-        assert value == name and int(pid) == e.pid
-        assert int(sid) == e.pid != os.getsid(0)  # a new session: signals come only via us
+        parent, session = map(int, (tmp_path / name).read_text().split())
+        assert parent == e.pid
+        assert session == e.pid != os.getsid(0)  # a new session: signals come only via us

@@ -153,6 +153,9 @@ class EarlyStoppingConfig:
 
 @dataclass
 class OptimConfig:
+    lr_scale: float = _f(1.0, 1e-6, 1e6, doc="multiplies every group LR and the mask-unfreeze LR; "
+                                              "short presets raise it so a few hundred steps "
+                                              "train, keeping the pre/post-fix LR ratios intact")
     lr_curve: float = _f(1e-4, 0.0, 1.0)
     lr_mask: float = _f(1e-4, 0.0, 1.0)
     lr_other: float = _f(2e-5, 0.0, 1.0)

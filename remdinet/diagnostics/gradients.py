@@ -126,9 +126,12 @@ class TermMonitor:
         rec = self.stages.setdefault(stage, StageRecord())
         criterion = build_stage_loss(stage, self.cfg, self.fixset, model).to(trainer.device)
         criterion.weights = dataclasses.replace(trainer.criteria[stage].weights)
+        if rec.criterion is None:
+            rec.criterion = criterion
         probe = GradProbe(model)
         for p, out in outputs:
             target = None if p.target is None else p.target.to(trainer.device)
+            rec.supervised += target is not None
             own = criterion(out, target, denormalize(p.x.to(trainer.device)))
             _record_terms(rec, own, out["enhanced"], probe, f"probe {p.name}")
 
@@ -208,7 +211,7 @@ class TermMonitor:
             simple = isinstance(rec.criterion, SimpleReconstructionLoss)
             if term in _TARGET_TERMS and rec.supervised == 0:
                 out.append(Finding("dead_term", subject, f"weight {weight:g}, never computed", "note",
-                                   "no training batch of this stage had a target"))
+                                   "no input of this stage had a target"))
                 continue
             if simple:
                 mechanism = "dead:stage1"

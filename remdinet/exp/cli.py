@@ -34,6 +34,7 @@ from .report import runs_frame, to_markdown, to_text
 from .runs import tracked_run
 from .studyspec import load_spec
 from .tracking import Tracker, quiet_loggers, resolve_tracking_uri, ui_command
+from .workers import Interrupted
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError)
 
@@ -51,6 +52,7 @@ class Globals:
     tracking_uri: str
     device: Optional[str]
     quiet: bool
+    threads: Optional[int]
 
     def tracker(self) -> Tracker:
         return Tracker(self.tracking_uri)
@@ -63,6 +65,10 @@ def user_errors() -> Iterator[None]:
     except USER_ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def _sets(set_: Optional[List[str]], skip_bad: bool) -> list[str]:
+    return [*(set_ or ()), *(["data.skip_bad=true"] if skip_bad else [])]
 
 
 def _echo(quiet: bool):
@@ -81,6 +87,11 @@ ConfigOpt = Annotated[Optional[Path], typer.Option(
 SetOpt = Annotated[Optional[List[str]], typer.Option(
     "--set", help="Override one flat config key, KEY=VALUE (e.g. training.num_epochs=10); "
                   "repeatable; wins over --preset, --config and --data.")]
+SkipBadOpt = Annotated[bool, typer.Option(
+    "--skip-bad", help="Leave out unusable image files (corrupt, truncated, non-image, no ground "
+                       "truth, size mismatch) instead of failing; each is logged, and the count "
+                       "and list are recorded in MLflow (metric data.skipped, artifact "
+                       "data/skipped.json). Same as --set data.skip_bad=true.")]
 DataOpt = Annotated[Optional[Path], typer.Option(
     "--data", help="Dataset folder (sets data.root); omit for the embedded synthetic set.")]
 
@@ -108,7 +119,7 @@ def main_options(
     if quiet:
         quiet_loggers()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ctx.obj = Globals(resolve_tracking_uri(tracking_uri), device, quiet)
+    ctx.obj = Globals(resolve_tracking_uri(tracking_uri), device, quiet, threads)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -119,12 +130,13 @@ def train(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     data: DataOpt = None,
+    skip_bad: SkipBadOpt = False,
 ) -> None:
     """Train one model and track it as a run of MLflow experiment 'train' (params = resolved
     config, per-epoch metrics, final PSNR/SSIM, sample grid, checkpoints in training.output_dir)."""
     g: Globals = ctx.obj
     with user_errors():
-        cfg = resolve(run_overrides(preset, config, set_ or (), data, g.device))
+        cfg = resolve(run_overrides(preset, config, _sets(set_, skip_bad), data, g.device))
         tracker = g.tracker()
         exp_id = tracker.experiment_id("train")
         fixset = fixes_of(cfg)
@@ -210,6 +222,7 @@ def ablate(
         "--doctor", help="First run `doctor` on every variant (about a minute each with the quick "
                          "preset) and tag its training runs with doctor.flags / doctor.flagged.")
     ] = False,
+    skip_bad: SkipBadOpt = False,
 ) -> None:
     """Fix ablation: train each variant x seed as an MLflow child run under one parent run
     (experiment 'ablations'), then print and log the table (CSV, Markdown) and a bar chart."""
@@ -217,7 +230,7 @@ def ablate(
     band = _band(reference_band)
     with user_errors():
         variants = ablate_mod.build_variants(disable_fix or (), grid, include_corrected)
-        base = run_overrides(preset, config, set_ or (), data, g.device)
+        base = run_overrides(preset, config, _sets(set_, skip_bad), data, g.device)
         result = ablate_mod.run_ablation(g.tracker(), base, variants, seeds, reference_psnr, band,
                                          grid, out, quiet=g.quiet, log=typer.echo,
                                          doctor=doctor)
@@ -267,7 +280,9 @@ def doctor(
 OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Write the table as .csv or .md.")]
 StorageOpt = Annotated[Optional[str], typer.Option(
     "--storage", help="Optuna storage URL (any SQLAlchemy RDB URL). Default: "
-                      "sqlite:///CWD/mlruns/optuna.db (CWD = the working directory).")]
+                      "sqlite:///CWD/mlruns/optuna.db (CWD = the working directory), which serves "
+                      "the workers of one machine; with workers on several machines use "
+                      "PostgreSQL: postgresql://USER:PASSWORD@HOST:PORT/DB.")]
 
 
 @study_app.command("run")
@@ -293,18 +308,49 @@ def study_run(
     doctor: Annotated[bool, typer.Option(
         "--doctor", help="Run `doctor` on every trial's config before training it and tag the "
                          "trial's run with doctor.flags / doctor.flagged.")] = False,
+    skip_bad: SkipBadOpt = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Worker processes on this machine, each training one trial at a "
+                                 "time (torch threads: --threads, default the CPUs shared out). "
+                                 "The same command on other machines (same --storage and "
+                                 "--tracking-uri) joins the study.")] = 1,
+    join: Annotated[bool, typer.Option(
+        "--join", help="Add no trials: work on the trials other `study run` commands queued "
+                       "(the study must exist).")] = False,
+    heartbeat_interval: Annotated[int, typer.Option(
+        "--heartbeat-interval", min=1, help="Seconds between a running trial's heartbeats.")
+    ] = study_mod.HEARTBEAT_INTERVAL,
+    grace_period: Annotated[int, typer.Option(
+        "--grace-period", min=2, help="Seconds without a heartbeat after which a running trial "
+                                      "counts as dead (worker killed, machine lost): it is failed "
+                                      "and retried once, resuming from its last checkpoint.")
+    ] = study_mod.GRACE_PERIOD,
 ) -> None:
     """Run or resume (same NAME) an Optuna study; every trial is an MLflow child run of the
     study's parent run (experiment = study name). Prints the best trial, exports the best config,
-    logs importances and plots."""
+    logs importances and plots.
+
+    Ctrl-C or SIGTERM: the running trials stop at the end of their current epoch and are queued
+    for a retry that resumes from their checkpoint; exit code 130 (SIGINT) or 143 (SIGTERM). A
+    worker process that dies (e.g. SIGKILL) has its trial retried by the other workers after the
+    grace period; the command then exits 1."""
     g: Globals = ctx.obj
     with user_errors():
-        overrides = run_overrides(None, None, set_ or (), data, g.device)
+        overrides = run_overrides(None, None, _sets(set_, skip_bad), data, g.device)
         spec = load_spec(name, preset=preset, overrides=overrides)
-        outcome = study_mod.run_study(spec, storage or study_mod.default_storage_url(),
-                                      g.tracking_uri, n_trials=n_trials, timeout=timeout,
-                                      export=export, keep_checkpoints=keep_checkpoints,
-                                      quiet=g.quiet, log=typer.echo, doctor=doctor)
+        try:
+            outcome = study_mod.run_study(
+                spec, storage or study_mod.default_storage_url(), g.tracking_uri,
+                n_trials=n_trials, timeout=timeout, export=export,
+                keep_checkpoints=keep_checkpoints, quiet=g.quiet, log=typer.echo, doctor=doctor,
+                workers=workers, join=join, heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period, threads=g.threads, quiet_logs=g.quiet)
+        except Interrupted as exc:
+            typer.echo(f"stopped: {exc}", err=True)
+            raise typer.Exit(128 + exc.signum) from None
+        except study_mod.WorkersFailed as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     typer.echo(f"study {outcome.name}: parent run {outcome.parent_run_id} (experiment "
                f"'{outcome.name}'), {len(outcome.trials)} trial(s) in total")
 

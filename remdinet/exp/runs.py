@@ -7,6 +7,7 @@ epoch when no epoch reached ``training.save_best_stage``: they describe the mode
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from remdinet.checkpoint import load_model
+from remdinet.checkpoint import load_checkpoint, load_model
 from remdinet.colour import denormalize
 from remdinet.config import Config
 from remdinet.train import Callback, Trainer, TrainResult
@@ -39,6 +40,12 @@ class SelectedEpoch(Callback):
 
     def __init__(self) -> None:
         self.epoch: int | None = None
+
+    def on_train_start(self, trainer: Any) -> None:
+        # a resumed run may keep the best checkpoint written before the interruption
+        best = trainer.best_checkpoint
+        if best is not None and Path(best).name == "best_model.pth":
+            self.epoch = int(load_checkpoint(best)["trainer"]["epoch"])
 
     def on_checkpoint(self, trainer: Any, path: Path, epoch: int) -> None:
         if Path(path).name == "best_model.pth":
@@ -68,14 +75,28 @@ def sample_rows(checkpoint: Path, dataset: Any, device: torch.device, n: int = S
     return rows
 
 
+def log_data_info(tracker: Tracker, run_id: str, info: dict[str, Any]) -> None:
+    """Image counts as metrics ``data.train_images``, ``data.val_images``, ``data.skipped`` (the
+    files ``data.skip_bad`` left out); the skipped files and reasons as ``data/skipped.json``."""
+    counts = info["counts"]
+    tracker.log_metrics(run_id, {"data.train_images": counts["train"],
+                                 "data.val_images": counts["val"],
+                                 "data.skipped": counts["skipped"]})
+    if info["skipped"]:
+        tracker.log_text(run_id, json.dumps(info["skipped"], indent=2, ensure_ascii=False),
+                         "data/skipped.json")
+
+
 def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
                  callbacks: Iterable[Callback] = (), run_dir: str | Path | None = None,
                  quiet: bool = False, log: Callable[[str], None] | None = None,
-                 samples: int = SAMPLE_IMAGES) -> RunOutcome:
+                 samples: int = SAMPLE_IMAGES, resume: str | Path | None = None) -> RunOutcome:
     """Train ``cfg`` and log everything into the open run ``run_id``; the caller terminates it.
 
     ``tracker`` None trains without any tracking (the baseline for measuring its overhead).
     Exceptions from the trainer or a callback (Optuna's ``TrialPruned``) propagate unchanged.
+    ``resume``: a checkpoint of the same config to continue from (``Trainer.fit(resume=...)``).
+    The data set's skipped files are logged before training (:func:`log_data_info`).
     """
     start = time.perf_counter()
     selected = SelectedEpoch()
@@ -84,7 +105,9 @@ def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
         tracker.log_params(run_id, cfg.to_flat())
     trainer = Trainer(cfg, callbacks=[*extra, selected, *callbacks], quiet=quiet, run_dir=run_dir,
                       log=log)
-    result = trainer.fit()
+    if tracker is not None:
+        log_data_info(tracker, run_id, trainer.data.info)
+    result = trainer.fit(resume=resume)
     final = selected.final_metrics(result)
     if tracker is not None:
         tracker.log_metrics(run_id, {**final, "best_val_psnr": result.best_val_psnr,

@@ -179,13 +179,14 @@ class StudySpec:
                           sort_keys=True, default=str)
 
     def make_sampler(self, n_existing_trials: int) -> optuna.samplers.BaseSampler:
-        """The sampler, seeded with ``seed + trials already in the study`` so a resumed study
-        does not replay the random start-up suggestions of the first session."""
-        seed = self.seed + n_existing_trials
+        """The sampler, seeded with ``seed + n_existing_trials`` so a resumed study does not
+        replay the random start-up suggestions of the first session (the study's workers pass the
+        trial number, so no two trials share a random stream). The grid sampler keeps ``seed``:
+        its seed shuffles the grid, and every process and session must see the same order."""
         if self.sampler == "grid":
             return optuna.samplers.GridSampler({k: p.grid() for k, p in self.space.items()},
-                                               seed=seed, **self.sampler_options)
-        return SAMPLERS[self.sampler](seed=seed, **self.sampler_options)
+                                               seed=self.seed, **self.sampler_options)
+        return SAMPLERS[self.sampler](seed=self.seed + n_existing_trials, **self.sampler_options)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         return PRUNERS[self.pruner](**self.pruner_options)

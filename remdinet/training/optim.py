@@ -29,7 +29,9 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.AdamW:
     params: dict[str, list[nn.Parameter]] = {g: [] for g in GROUPS}
     for name, p in model.named_parameters():
         params[group_of(name)].append(p)
-    lrs = {"curve": cfg.optim.lr_curve, "mask": cfg.optim.lr_mask, "other": cfg.optim.lr_other}
+    scale = cfg.optim.lr_scale
+    lrs = {"curve": cfg.optim.lr_curve * scale, "mask": cfg.optim.lr_mask * scale,
+           "other": cfg.optim.lr_other * scale}
     groups = [{"params": params[g], "lr": lrs[g], "name": g} for g in GROUPS if params[g]]
     return torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
 

@@ -244,10 +244,10 @@ class Trainer:
             if (self.fixes.on("mask_unfreeze.unfreeze") and e == cfg.optim.mask_unfreeze_epoch
                     and not self.unfreeze_done):
                 _set_trainable(self.model.mask_predictor, True)
-                set_group_lr(self.optimizer, "mask", cfg.optim.mask_unfreeze_lr)
+                unfreeze_lr = cfg.optim.mask_unfreeze_lr * cfg.optim.lr_scale
+                set_group_lr(self.optimizer, "mask", unfreeze_lr)
                 self.unfreeze_done = True
-                self.log(f"epoch {epoch}: mask predictor unfrozen, mask LR "
-                         f"{cfg.optim.mask_unfreeze_lr:g}")
+                self.log(f"epoch {epoch}: mask predictor unfrozen, mask LR {unfreeze_lr:g}")
         elif self.stage == 3:
             self.criteria[3].weights.w_perceptual = perceptual_warmup(
                 cfg.stage3.w_perceptual, e, self.switch_epoch, self.schedule, cfg)

@@ -1,3 +1,5 @@
+import functools
+
 from diag_helpers import fake_dataset, tiny_model
 from remdinet.diagnostics.branches import FlowMonitor
 from remdinet.diagnostics.modes import probe_copy
@@ -5,10 +7,10 @@ from remdinet.diagnostics.probes import build_probes
 from remdinet.fixes import FixSet
 
 
+@functools.lru_cache(maxsize=None)
 def _flow(fixset):
     monitor = FlowMonitor(fixset)
-    model = tiny_model(fixset)
-    monitor.on_probe(probe_copy(model), build_probes(fake_dataset(2)))
+    monitor.on_probe(probe_copy(tiny_model(fixset)), build_probes(fake_dataset(2)))
     return {(f.check, f.subject): f for f in monitor.findings()}
 
 
@@ -30,7 +32,8 @@ def test_flat_enhancer_clamp_cuts_the_input_gradient_on_bright_inputs():
     found = _flow(FixSet.all_on())
     cut = found[("input_gradient", "enhanced")]
     assert cut.flagged and cut.addressed_by == "enhancer_identity_clamp"
-    assert "color_enhancer" in cut.data["cut_by"]
+    assert "bright" in cut.data["zero"]
+    assert cut.data["cut_by"] == ["color_enhancer"]
 
 
 def test_curve_branch_that_never_runs_leaves_curves_without_a_gradient_path():

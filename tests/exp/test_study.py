@@ -54,7 +54,7 @@ def test_default_storage_is_sqlite_under_mlruns(tmp_path, monkeypatch):
 
 def test_resuming_with_a_changed_space_is_refused(tmp_path, storage_url):
     storage = open_storage(storage_url)
-    study = open_study(load_spec(spec_file(tmp_path, 0.2)), storage)
+    study, _ = open_study(load_spec(spec_file(tmp_path, 0.2)), storage)
     assert study.user_attrs["spec_fingerprint"]
     open_study(load_spec(spec_file(tmp_path, 0.2)), storage)  # unchanged: fine
     with pytest.raises(StudySpecError, match="different objective, search space or base config"):
@@ -63,7 +63,7 @@ def test_resuming_with_a_changed_space_is_refused(tmp_path, storage_url):
 
 def test_trials_table_names_params_by_config_key_and_shows_the_run_id(tmp_path, storage_url):
     storage = open_storage(storage_url)
-    study = open_study(load_spec(spec_file(tmp_path, 0.2)), storage)
+    study, _ = open_study(load_spec(spec_file(tmp_path, 0.2)), storage)
     space = {"color_thresholds.min_saturation": optuna.distributions.FloatDistribution(0.05, 0.2)}
     trial = study.ask(space)
     trial.set_user_attr("mlflow_run_id", "abc")

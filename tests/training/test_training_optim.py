@@ -31,6 +31,15 @@ def test_pre_fix_other_lr_is_1e_5():
     assert group_lr(build_optimizer(build_model(cfg), cfg), "other") == 1e-5
 
 
+def test_lr_scale_multiplies_every_group_and_keeps_the_pre_fix_ratio():
+    for profile in ("post_fix", "pre_fix"):
+        cfg = tiny_config({"fixes.profile": profile, "optim.lr_scale": 10.0})
+        opt = build_optimizer(build_model(cfg), cfg)
+        assert group_lr(opt, "curve") == pytest.approx(10 * cfg.optim.lr_curve)
+        assert group_lr(opt, "mask") == pytest.approx(10 * cfg.optim.lr_mask)
+        assert group_lr(opt, "other") == pytest.approx(10 * cfg.optim.lr_other)
+
+
 def test_cosine_scheduler_anneals_recursively_from_the_current_lr():
     cfg = tiny_config({"training.num_epochs": 30})
     opt = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-4, "name": "curve"}])

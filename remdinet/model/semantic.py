@@ -60,6 +60,24 @@ class TransformerDecoder(nn.Module):
         self.decisions = decisions
         self.saturation_check = saturation_check
 
+    def heads(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(luminance_head(u), rgb_residual_head(u))`` computed as one pair of convolutions.
+
+        The two heads read the same full-resolution map, their most expensive layers: their first
+        convs run as one conv with the stacked weights (one pass over ``u``, a wider matrix product)
+        and their second convs as one conv with a block-diagonal weight. Same parameters, same
+        result up to float rounding (tests/model/test_equivalence.py).
+        """
+        lum1, _, lum2, _ = self.luminance_head
+        res1, _, res2 = self.rgb_residual_head
+        hidden = lum1.out_channels
+        h = F.relu(F.conv2d(u, torch.cat([lum1.weight, res1.weight]), torch.cat([lum1.bias, res1.bias]),
+                            padding=1), inplace=True)
+        w2 = torch.cat([F.pad(lum2.weight, (0, 0, 0, 0, 0, hidden)),
+                        F.pad(res2.weight, (0, 0, 0, 0, hidden, 0))])
+        o = F.conv2d(h, w2, torch.cat([lum2.bias, res2.bias]), padding=1)
+        return torch.sigmoid(o[:, :1]), o[:, 1:]
+
     def forward(self, x: torch.Tensor, feat: torch.Tensor, x01: torch.Tensor) -> torch.Tensor:
         """``x``: normalised padded image; ``feat``: stride-32 feature; ``x01``: ``x`` denormalised."""
         d = self.decisions
@@ -70,9 +88,10 @@ class TransformerDecoder(nn.Module):
         u = self.upsample(f)
         if u.shape[-2:] != img.shape[-2:]:
             u = F.interpolate(u, size=img.shape[-2:], mode="bilinear", align_corners=False)
+        lum, residual = self.heads(u)
         y0 = luma(img)
-        y_enh = 0.7 * self.luminance_head(u) + 0.3 * y0
-        out = y_enh * img / (y0 + 1e-8) + 0.1 * self.rgb_residual_head(u)
+        y_enh = 0.7 * lum + 0.3 * y0
+        out = y_enh * img / (y0 + 1e-8) + 0.1 * residual
         if self.saturation_check:
             out = d.apply("decoder_saturation_check", d.mean(chroma_range(out)) < 0.1,
                           lambda: y_enh + 1.5 * (img - y0), out)

@@ -360,7 +360,7 @@ class TrialRunner:
         self.log = log
         self.worker = worker_label()
         self.run_root = Path(resolve(spec.base).training.output_dir) / "studies" / spec.name
-        self.current: int | None = None  # number of the trial in progress
+        self.interrupted: int | None = None  # number of the trial a signal stopped
 
     def _resume_point(self, folder: Path, retry_of: int | None) -> tuple[Path | None, str]:
         if retry_of is None:
@@ -372,7 +372,6 @@ class TrialRunner:
                       f"training starts over")
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        self.current = trial.number
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, trial.number)
         with _experimental_ok():
             retry_of = RetryHeartbeatStaleTrialCallback.retried_trial_number(
@@ -407,6 +406,7 @@ class TrialRunner:
                     self.tracker.set_tags(run_id, {"optuna.state": state})
         except KeyboardInterrupt as exc:
             keep = True
+            self.interrupted = trial.number
             reason = f"interrupted: {exc or 'KeyboardInterrupt'}"
             trial.set_user_attr(FAIL_ATTR, reason)
             self.tracker.set_tags(run_id, {FAIL_ATTR: reason})
@@ -420,7 +420,6 @@ class TrialRunner:
             self.tracker.log_text(run_id, traceback.format_exc(), "traceback.txt")
             raise TrialFailure(reason) from exc
         finally:
-            self.current = None
             if not keep and (folder / "checkpoints").is_dir():
                 shutil.rmtree(folder / "checkpoints")
         if pruned is not None:
@@ -506,9 +505,9 @@ def run_worker(spec: StudySpec, storage_url: str, tracking_uri: str, options: Wo
             waiting = False
             study.optimize(runner, n_trials=1, catch=(TrialFailure,), gc_after_trial=True)
     except KeyboardInterrupt as exc:
-        if runner.current is not None:
+        if runner.interrupted is not None:
             failed = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(
-                runner.study_id, runner.current))
+                runner.study_id, runner.interrupted))
             if failed.state == TrialState.FAIL:
                 retrier.retry(study, failed)
         return getattr(exc, "signum", signal.SIGINT)

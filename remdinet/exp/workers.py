@@ -22,6 +22,7 @@ process dies, and its trial is failed and retried by the heartbeat mechanism).
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
@@ -41,6 +42,8 @@ from remdinet.train import Callback
 
 QUEUE_SUFFIX = "#queue"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# the logger with which Optuna reports a failed trial, traceback included
+OPTUNA_TRIAL_LOGGER = "optuna.study._optimize"
 
 
 def worker_label() -> str:
@@ -97,6 +100,15 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+class _NoInterruptTraceback(logging.Filter):
+    """A trial stopped on request is not an error: its one-line reason is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], Interrupted):
+            record.exc_info = None
+        return True
+
+
 class StopRequest:
     """Within ``with``: the first SIGINT/SIGTERM sets :attr:`signum` (honoured at the next epoch
     boundary or between trials); the handler then steps aside, so a second signal acts at once.
@@ -106,14 +118,17 @@ class StopRequest:
         self.signum: int | None = None
         self._event = threading.Event()
         self._previous: dict[int, Any] = {}
+        self._filter = _NoInterruptTraceback()
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+        logging.getLogger(OPTUNA_TRIAL_LOGGER).addFilter(self._filter)
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        logging.getLogger(OPTUNA_TRIAL_LOGGER).removeFilter(self._filter)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 

@@ -48,13 +48,28 @@ def make_divisible(v: float, divisor: int = 8) -> int:
     return new_v + divisor if new_v < 0.9 * v else new_v
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise ``nn.Conv2d`` (same parameters) that runs in float32 under CPU autocast.
+
+    oneDNN's bfloat16 depthwise kernels, forward and backward, are 3–6× slower than its float32
+    ones (5×5 especially); elsewhere autocast decides as usual.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
+        return super().forward(x)
+
+
 class ConvBNAct(nn.Sequential):
     """Conv (no bias) → BatchNorm(eps 1e-3, momentum 0.01) → optional activation."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
                  act: type[nn.Module] | None = nn.Hardswish) -> None:
+        conv = DepthwiseConv2d if groups > 1 and groups == cin == cout else nn.Conv2d
         layers: list[nn.Module] = [
-            nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+            conv(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
             nn.BatchNorm2d(cout, eps=0.001, momentum=0.01)]
         if act is not None:
             layers.append(act(inplace=True))

@@ -55,9 +55,11 @@ class ImprovedCurveEstimator(nn.Module):
         scale = 0.25 * (0.8 - ref.mean(dim=(2, 3), keepdim=True)).clamp(0.1, 0.6)
         alpha = curves.view(b, self.n, 3, h, w) * scale[:, None, :3]
         e = inp[:, :3]
-        for i in range(self.n):
-            a = alpha[:, i]
-            e = (e + 0.35 * a * (1.0 - e) if additive else e + a * e * (1.0 - e)).clamp(0.0, 1.0)
+        # unbind, not alpha[:, i]: the backward of n indexing ops would build n zero-filled copies of
+        # the whole alpha tensor; unbind's backward stacks the n gradients once.
+        for a in alpha.unbind(1):
+            e = (torch.addcmul(e, 0.35 * a, 1.0 - e) if additive
+                 else torch.addcmul(e, a * e, 1.0 - e)).clamp(0.0, 1.0)
         out = torch.cat([e, inp[:, 3:]], dim=1) if additive else e
 
         d = self.decisions

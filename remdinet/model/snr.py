@@ -57,7 +57,15 @@ class SNRAwareDistractionModule(nn.Module):
         c = self.content_branch(feats)
         c = c * self.spatial_attention(c)
         content_map = self.content_output(c)
-        distraction = self.fusion_net(torch.cat([feats, snr_map, content_map], dim=1))
+        # fusion_net(cat(feats, snr_map, content_map)) with its first conv split by input channels:
+        # concatenating the wide feature map with the two maps would copy it (a full-resolution
+        # channel interleave in channels_last); two convolutions summed give the same result.
+        first = self.fusion_net[0]
+        n = feats.shape[1]
+        h = (F.conv2d(feats, first.weight[:, :n], first.bias, padding=first.padding)
+             + F.conv2d(torch.cat([snr_map, content_map], dim=1), first.weight[:, n:],
+                        padding=first.padding))
+        distraction = self.fusion_net[1:](h)
         return distraction, snr_map, content_map
 
 

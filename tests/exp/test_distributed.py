@@ -107,17 +107,21 @@ def parents(client: MlflowClient) -> list:
     return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
 
 
-def wait_for_trial_past_first_epoch(storage_url: str, proc: subprocess.Popen, log: Path
-                                    ) -> optuna.trial.FrozenTrial:
-    """A RUNNING trial that has finished an epoch (so it has a checkpoint to resume from)."""
-    storage = optuna.storages.RDBStorage(storage_url)
+def wait_for_trial_past_first_epoch(tmp_path: Path, storage_url: str, proc: subprocess.Popen,
+                                    log: Path) -> optuna.trial.FrozenTrial:
+    """A RUNNING trial that has finished an epoch, so it has a checkpoint to resume from. The
+    storage is read only once such a checkpoint exists (the CLI has set the storage up by then)."""
+    folder = tmp_path / "outputs" / "studies" / STUDY
+    storage = None
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text(encoding="utf-8")
-        if STUDY in optuna.get_all_study_names(storage):
+        numbers = {int(p.parts[-3].split("_")[1]) for p in folder.glob("trial_*/checkpoints/last.pth")}
+        if numbers:
+            storage = storage or optuna.storages.RDBStorage(storage_url)
             study_id = storage.get_study_id_from_name(STUDY)
             for t in storage.get_all_trials(study_id, states=(TrialState.RUNNING,)):
-                if t.intermediate_values and WORKER_ATTR in t.user_attrs:
+                if t.number in numbers and t.intermediate_values and WORKER_ATTR in t.user_attrs:
                     return t
         time.sleep(0.2)
     raise AssertionError("no trial got past its first epoch in time")
@@ -170,7 +174,7 @@ def test_a_sigkilled_workers_trial_is_failed_after_the_grace_period_and_retried_
     storage, tracking = pg_database("optuna"), pg_database("mlflow")
     proc, log = start_cli(tmp_path, tracking, "--storage", storage, "--workers", "3",
                          "--n-trials", "6", "--heartbeat-interval", "1", "--grace-period", "3")
-    victim = wait_for_trial_past_first_epoch(storage, proc, log)
+    victim = wait_for_trial_past_first_epoch(tmp_path, storage, proc, log)
     pid = int(victim.user_attrs[WORKER_ATTR].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGKILL)
     killed_at = datetime.datetime.now()
@@ -225,7 +229,7 @@ def test_four_local_workers_share_one_sqlite_study(tmp_path, tracking_uri, stora
 def test_sigterm_stops_at_the_epoch_boundary_and_the_retry_resumes_from_the_checkpoint(
         tmp_path, tracking_uri, storage_url):
     proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--n-trials", "1")
-    victim = wait_for_trial_past_first_epoch(storage_url, proc, log)
+    victim = wait_for_trial_past_first_epoch(tmp_path, storage_url, proc, log)
     proc.send_signal(signal.SIGTERM)
     code, output = finish(proc, log)
     assert code == 143, output

@@ -1,0 +1,200 @@
+"""Fault handling of studies inside one process: failing and diverging trials, stale trials and
+their retries, the race to create a study and its parent run, option checks."""
+from __future__ import annotations
+
+import math
+import textwrap
+import threading
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+import remdinet.exp.study as study_mod
+from remdinet.exp.cli import app
+from remdinet.exp.study import (FAIL_ATTR, RUN_ATTR, WORKER_ATTR, DivergenceGuard, PruningCallback,
+                                Retrier, TrialFailure, _parent_run, open_storage, open_study,
+                                trials_frame)
+from remdinet.exp.studyspec import load_spec
+from remdinet.exp.tracking import Tracker
+from remdinet.exp.workers import TrialQueue
+from remdinet.training.trainer import Trainer
+
+runner = CliRunner()
+
+
+def spec_file(tmp_path, body: str = "", name: str = "faults"):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(textwrap.dedent(f"""
+        [study]
+        preset = "tiny"
+        pruner = "none"
+        {body}
+        [space."color_thresholds.min_saturation"]
+        type = "categorical"
+        choices = [0.05, 0.1, 0.15]
+        """))
+    return path
+
+
+def test_divergence_guard_fails_an_epoch_whose_loss_is_not_finite():
+    guard = DivergenceGuard()
+    guard.on_epoch_end(None, 0, 1, {"train_loss": 0.5, "val_psnr": 12.0, "skipped_batches": 1})
+    with pytest.raises(TrialFailure, match=r"diverged at epoch 2: train_loss = nan \(2 training "
+                                           r"batch\(es\) of the epoch skipped"):
+        guard.on_epoch_end(None, 2, 1, {"train_loss": math.nan, "skipped_batches": 2})
+    with pytest.raises(TrialFailure, match="val_psnr = inf"):
+        guard.on_epoch_end(None, 3, 1, {"train_loss": 0.5, "val_psnr": math.inf,
+                                        "skipped_batches": 0})
+
+
+class _Restored:
+    history = [{"epoch": 0, "val_psnr": 9.0}, {"epoch": 1, "train_loss": 1.0},
+               {"epoch": 2, "val_psnr": 11.0}]
+
+
+def test_pruning_callback_reports_the_epochs_a_resumed_run_restored():
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    PruningCallback(trial).on_train_start(_Restored())
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {0: 9.0, 2: 11.0}
+
+
+def test_of_processes_racing_to_start_a_new_study_one_creates_it_and_its_only_parent_run(
+        tmp_path, storage_url, tracking_uri):
+    spec = load_spec(spec_file(tmp_path, "n_trials = 1"))
+    # the stores exist already (Optuna and MLflow create their tables on first use, and that
+    # first use must not itself be a race)
+    open_storage(storage_url)
+    exp_id = Tracker(tracking_uri).experiment_id(spec.name)
+    results: list[tuple[bool, str]] = []
+    lock = threading.Lock()
+
+    def start():
+        storage = open_storage(storage_url)
+        study, created = open_study(spec, storage)
+        parent = _parent_run(study, spec, Tracker(tracking_uri), exp_id,
+                             storage.get_study_id_from_name(spec.name), created)
+        with lock:
+            results.append((created, parent))
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(created for created, _ in results) == [False, False, False, True]
+    assert len({parent for _, parent in results}) == 1
+    runs = MlflowClient(tracking_uri).search_runs([exp_id])
+    assert [r.info.run_id for r in runs] == [results[0][1]]
+
+
+def test_a_stale_trial_is_failed_its_run_killed_and_it_is_retried_once(tmp_path, storage_url,
+                                                                       tracking_uri):
+    tracker = Tracker(tracking_uri)
+    messages: list[str] = []
+    retrier = Retrier(tracker, grace_period=1, log=messages.append)
+    storage = open_storage(storage_url, heartbeat_interval=1, grace_period=1,
+                           on_stale=retrier.on_stale)
+    retrier.queue = TrialQueue(storage, "stale")
+    study = optuna.create_study(study_name="stale", storage=storage, direction="maximize")
+    exp_id = tracker.experiment_id("stale")
+
+    def start_and_die(trial: optuna.Trial) -> str:
+        # what a worker does before it is killed: a run, its attributes, a heartbeat
+        run_id = tracker.create_run(exp_id, f"trial {trial.number}")
+        trial.set_user_attr(RUN_ATTR, run_id)
+        trial.set_user_attr(WORKER_ATTR, "host:123")
+        trial.suggest_float("x", 0.0, 1.0)
+        storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
+            study._study_id, trial.number))
+        return run_id
+
+    run_id = start_and_die(study.ask())
+    time.sleep(2.5)
+    with study_mod._experimental_ok():
+        optuna.storages.fail_stale_trials(study)
+    first, retry = study.get_trials()
+    assert first.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING
+    assert retry.system_attrs["failed_trial"] == 0
+    assert retry.params == first.params
+    assert RUN_ATTR not in retry.user_attrs and WORKER_ATTR not in retry.user_attrs
+    assert retrier.queue.pending() == 1  # the retry does not use up a requested trial
+    run = tracker.client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert "no heartbeat from its worker host:123 for more than 1 s" in run.data.tags[FAIL_ATTR]
+    assert trials_frame(study)["retry_of"].tolist()[1] == 0
+
+    start_and_die(study.ask())  # the retry is popped from the queue, and dies too
+    time.sleep(2.5)
+    with study_mod._experimental_ok():
+        optuna.storages.fail_stale_trials(study)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
+    assert "trial 1 is not retried: it is already the retry of trial 0" in messages[-1]
+    assert retrier.queue.pending() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_a_raising_and_a_diverging_trial_fail_with_their_reason_and_the_study_goes_on(
+        tmp_path, tracking_uri, storage_url, monkeypatch):
+    real_train = study_mod.train_in_run
+    real_epoch = Trainer._train_epoch
+
+    def train(tracker, run_id, cfg, **kwargs):
+        if cfg.color_thresholds.min_saturation == 0.1:
+            raise RuntimeError("boom in trial training")
+        return real_train(tracker, run_id, cfg, **kwargs)
+
+    def epoch(self, e):
+        metrics = real_epoch(self, e)
+        if self.cfg.color_thresholds.min_saturation == 0.15 and e == 1:
+            metrics["train_loss"] = math.nan  # every batch diverged
+        return metrics
+
+    monkeypatch.setattr(study_mod, "train_in_run", train)
+    monkeypatch.setattr(Trainer, "_train_epoch", epoch)
+    spec = spec_file(tmp_path, 'n_trials = 3\nsampler = "grid"')
+    result = runner.invoke(app, ["--tracking-uri", tracking_uri, "--quiet", "study", "run",
+                                 str(spec), "--storage", storage_url,
+                                 "--set", f"training.output_dir={tmp_path / 'out'}"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="faults", storage=storage_url)
+    by_value = {t.params["color_thresholds.min_saturation"]: t for t in study.trials}
+    assert by_value[0.05].state == TrialState.COMPLETE
+    client = MlflowClient(tracking_uri)
+    raised, diverged = by_value[0.1], by_value[0.15]
+    assert raised.state == diverged.state == TrialState.FAIL
+    assert raised.user_attrs[FAIL_ATTR] == "RuntimeError: boom in trial training"
+    assert diverged.user_attrs[FAIL_ATTR].startswith(
+        "TrialFailure: diverged at epoch 1: train_loss = nan")
+    for trial in (raised, diverged):
+        run = client.get_run(trial.user_attrs[RUN_ATTR])
+        assert run.info.status == "FAILED"
+        assert run.data.tags["optuna.state"] == "FAIL"
+        assert run.data.tags[FAIL_ATTR] == trial.user_attrs[FAIL_ATTR]
+    artifacts = {a.path for a in client.list_artifacts(raised.user_attrs[RUN_ATTR])}
+    assert "traceback.txt" in artifacts
+    history = client.get_metric_history(diverged.user_attrs[RUN_ATTR], "train_loss")
+    assert math.isnan(next(m.value for m in history if m.step == 1))  # logged before failing
+    assert not list((tmp_path / "out" / "studies" / "faults").glob("trial_*/checkpoints"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--join", "--n-trials", "2"], "--join adds no trials to the study"),
+    (["--heartbeat-interval", "10", "--grace-period", "10"],
+     "--grace-period (10 s) must be longer than --heartbeat-interval (10 s)"),
+    (["--join"], "--join: there is no study 'faults' in the storage yet"),
+])
+def test_inconsistent_worker_options_are_refused_before_any_training(tmp_path, tracking_uri,
+                                                                      storage_url, args, message):
+    spec = spec_file(tmp_path, "n_trials = 1")
+    result = runner.invoke(app, ["--tracking-uri", tracking_uri, "study", "run", str(spec),
+                                 "--storage", storage_url, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output

@@ -73,7 +73,8 @@ start() {
     run_as "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
         start >&2 || { cat "$dir/server.log" >&2; exit 1; }
-    run_as "$bin/createdb" -h 127.0.0.1 -p "$port" -U remdinet remdinet_test
+    run_as "$bin/createdb" -h 127.0.0.1 -p "$port" -U remdinet remdinet_test \
+        || { run_as "$bin/pg_ctl" -D "$dir/data" -m immediate stop >&2; exit 1; }
     log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port, data in $dir"
     echo "export REMDINET_TEST_PG_URL=postgresql://remdinet@127.0.0.1:$port/remdinet_test"
     echo "export REMDINET_TEST_PG_DIR=$dir"

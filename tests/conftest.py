@@ -62,3 +62,12 @@ def _seed_and_threads():
     torch.manual_seed(0)
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """End-to-end runs train many tiny models; on a shared 2-core machine one intra-op thread
+    avoids oversubscription (the autouse fixture above sets two)."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(2)

@@ -6,8 +6,8 @@
   probe image is flagged; these outputs depend on their input by design, so zero means a clamp, a
   hard switch or a branch that never ran cut the path. The block that cuts it is found the same
   way: the first block in forward order whose outputs have a zero input-gradient while one of its
-  inputs has a non-zero one. (``snr_map`` is left out: the learnable SNR estimator reads a detached input, as
-  the reference does.)
+  inputs has a non-zero one. (``snr_map`` is left out: the learnable SNR estimator reads a
+  detached input, as the reference does.)
 * ``batch_dependence``: the mixed probe batch (one image of each kind) against each image alone,
   in eval mode and in the train pass. A per-image model gives each image the same output in any
   batch (up to float noise, :data:`BATCH_TOLERANCE`); a decision on a batch statistic does not.

@@ -40,7 +40,8 @@ def colour_bars(h: int, w: int, vertical: bool = True) -> torch.Tensor:
     n = w if vertical else h
     index = (torch.arange(n) * len(_HUES) // n).clamp(max=len(_HUES) - 1)
     line = colours[index].t()  # 3×n
-    return line[:, None, :].expand(3, h, w).clone() if vertical else line[:, :, None].expand(3, h, w).clone()
+    grid = line[:, None, :] if vertical else line[:, :, None]
+    return grid.expand(3, h, w).clone()
 
 
 def _grey(x01: torch.Tensor) -> torch.Tensor:

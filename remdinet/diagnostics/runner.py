@@ -21,7 +21,6 @@ the train/eval and control-flow checks at the end of the slice.
 """
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ from .gradients import TermMonitor
 from .lr import LRMonitor
 from .modes import ModeMonitor, probe_copy, set_mode
 from .probes import Probe, build_probes, mixed_batch
-from .report import DoctorReport
+from .report import DoctorReport, Finding
 
 SLICE = {
     "training.num_epochs": 6,
@@ -69,6 +68,7 @@ class DoctorCallback(Callback):
 
     def __init__(self, cfg: Config, probes: list[Probe], reach_batches: int = 1) -> None:
         fixset = fixes_of(cfg)
+        self.fixset = fixset
         self.probes = probes
         self.lr = LRMonitor(fixset)
         self.terms = TermMonitor(cfg, fixset, reach_batches)
@@ -118,10 +118,10 @@ class DoctorCallback(Callback):
             self.modes.on_probe(model, p)
         self.flow.on_probe(model, self.probes)
 
-    def findings(self, fixset) -> list:
+    def findings(self) -> list[Finding]:
         return [*self.terms.findings(), *self.lr.findings(), *self.freeze.findings(),
                 *self.modes.findings(), *self.flow.findings(),
-                *clamp_findings(self.clamp_report, fixset)]
+                *clamp_findings(self.clamp_report, self.fixset)]
 
 
 def _rng_devices(device: torch.device) -> list:
@@ -160,11 +160,10 @@ def run_doctor(cfg: Config, data: DataBundle | None = None,
         trainer = Trainer(cfg, data=data, callbacks=[doctor], quiet=True, run_dir=Path(tmp),
                           log=log)
         result = trainer.fit()
-    findings = doctor.findings(fixset)
+    findings = doctor.findings()
     info = {"epochs": result.epochs_run, "batches_per_epoch": cfg.training.max_train_batches,
             "batch_size": cfg.training.batch_size, "image_size": cfg.training.image_size,
             "stages": {"s1": trainer.schedule.s1, "s2_end": trainer.schedule.s2_end},
             "probes": [p.name for p in probes], "fixes": fixset.tags(),
             "seconds": round(time.perf_counter() - start, 1)}
-    logging.getLogger("remdinet.diagnostics").info("doctor slice done in %.1f s", info["seconds"])
     return DoctorReport(fixset.label(), findings, info)

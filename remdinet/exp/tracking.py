@@ -86,6 +86,8 @@ def git_commit() -> str | None:
 def quiet_loggers() -> None:
     for name in ("mlflow", "alembic", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # with a tracking server MLflow prints each finished run's URL to stdout, past its logger
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 class Tracker:

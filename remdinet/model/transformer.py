@@ -27,7 +27,11 @@ class WindowMSA(nn.Module):
         win = self.window
         ph, pw = (-h) % win, (-w) % win
         if ph or pw:
-            x = F.pad(x.permute(0, 3, 1, 2), (0, pw, 0, ph), mode="replicate").permute(0, 2, 3, 1)
+            # Replicate padding by index: F.pad(mode="replicate") on the permuted view breaks the
+            # backward of torch.compile's replication_pad2d (wrong stride assumption).
+            rows = torch.arange(h + ph, device=x.device).clamp_(max=h - 1)
+            cols = torch.arange(w + pw, device=x.device).clamp_(max=w - 1)
+            x = x[:, rows][:, :, cols]
         hp, wp = h + ph, w + pw
         nh, nw, tokens = hp // win, wp // win, win * win
         t = x.reshape(b, nh, win, nw, win, c).transpose(2, 3).reshape(b * nh * nw, tokens, c)

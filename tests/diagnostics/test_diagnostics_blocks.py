@@ -1,8 +1,11 @@
+import pytest
 import torch
 
 from diag_helpers import tiny_model
 from remdinet.diagnostics.blocks import BLOCKS, GradProbe, param_counts, present_blocks
 from remdinet.fixes import FixSet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_grad_probe_reports_per_block_norms_and_none_for_a_constant():

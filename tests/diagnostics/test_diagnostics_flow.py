@@ -1,10 +1,14 @@
 import functools
 
+import pytest
+
 from diag_helpers import fake_dataset, tiny_model
 from remdinet.diagnostics.branches import FlowMonitor
 from remdinet.diagnostics.modes import probe_copy
 from remdinet.diagnostics.probes import build_probes
 from remdinet.fixes import FixSet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,8 +1,11 @@
+import pytest
 import torch
 
 from diag_helpers import tiny_model
 from remdinet.diagnostics.freezing import FreezeMonitor, frozen_batchnorms
 from remdinet.fixes import FixSet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _drift(fixset):

@@ -1,9 +1,12 @@
+import pytest
 import torch
 
 from diag_helpers import fake_dataset, tiny_model
 from remdinet.diagnostics.modes import ModeMonitor, probe_copy, set_mode
 from remdinet.diagnostics.probes import build_probes
 from remdinet.fixes import FixSet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _modes(fixset):

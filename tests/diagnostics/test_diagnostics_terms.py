@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from diag_helpers import fake_dataset, tiny_cfg, tiny_model
@@ -8,6 +9,8 @@ from remdinet.diagnostics.modes import probe_copy, set_mode
 from remdinet.diagnostics.probes import build_probes
 from remdinet.fixes import FixSet
 from remdinet.losses import build_stage_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _terms(fixset, stage=2, kinds=("low_light", "colour_bars")):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture
@@ -13,12 +12,3 @@ def tracking_uri(tmp_path):
 @pytest.fixture
 def storage_url(tmp_path):
     return f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
-
-
-@pytest.fixture
-def one_thread():
-    """End-to-end runs train many tiny models; on a shared 2-core machine one intra-op thread
-    avoids oversubscription (the root conftest sets two)."""
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(2)

@@ -92,6 +92,7 @@ def test_of_processes_racing_to_start_a_new_study_one_creates_it_and_its_only_pa
     assert [r.info.run_id for r in runs] == [results[0][1]]
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_stale_trial_is_failed_its_run_killed_and_it_is_retried_once(tmp_path, storage_url,
                                                                        tracking_uri):
     tracker = Tracker(tracking_uri)

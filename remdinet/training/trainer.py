@@ -45,7 +45,7 @@ from ..losses import LossOutput, build_stage_loss, mix_losses, ramp_weights
 from ..metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, ssim
 from ..model import build_model
 from .callbacks import Callback, CallbackList
-from .device import autocast, autocast_dtype, resolve_device, seed_everything
+from .device import autocast, autocast_dtype, keep_freed_memory, resolve_device, seed_everything
 from .optim import (build_optimizer, cosine_scheduler, group_lr, plateau_scheduler,
                     restore_scheduler, scale_group_lr, scheduler_state, set_group_lr)
 from .schedule import StageSchedule, mix_factor, perceptual_warmup
@@ -102,6 +102,7 @@ class Trainer:
         self.amp_dtype = autocast_dtype(cfg.training.precision, self.device)
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)
+            keep_freed_memory()
         seed_everything(cfg.training.seed)
         self.data = data if data is not None else build_data(cfg, log=self.log)
         self.train_loader = make_loader(self.data.train, cfg, train=True)

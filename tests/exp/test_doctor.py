@@ -16,7 +16,6 @@ from remdinet.exp.doctor import EXPERIMENT, fix_overrides
 from remdinet.exp.presets import load_preset
 from remdinet.exp.studyspec import load_spec
 from remdinet.exp.tracking import Tracker
-from remdinet.fixes import FixSet
 
 runner = CliRunner()
 
@@ -76,17 +75,21 @@ def test_doctor_command_exits_1_and_names_the_fix_when_one_is_switched_off(track
 def test_ablate_with_doctor_tags_each_variant_run_with_its_doctor_summary(tracking_uri, tmp_path):
     base = {**load_preset("tiny"), "training.device": "cpu",
             "training.output_dir": str(tmp_path / "outputs")}
-    variant = ablate_mod.Variant("all-on", FixSet.all_on())
-    ablate_mod.run_ablation(Tracker(tracking_uri), base, [variant], quiet=True,
+    variants = ablate_mod.build_variants(grid="none")  # all-on and all-off only
+    ablate_mod.run_ablation(Tracker(tracking_uri), base, variants, grid="none", quiet=True,
                             log=lambda _m: None, doctor=True)
     _, doctors = _runs(tracking_uri, EXPERIMENT)
-    (doctor_run,) = doctors
+    doctor_runs = {r.info.run_id: r for r in doctors}
     _, runs = _runs(tracking_uri, ablate_mod.EXPERIMENT)
-    (child,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert child.data.tags["doctor.run_id"] == doctor_run.info.run_id
-    assert child.data.tags["doctor.flags"] == doctor_run.data.tags["doctor.flags"] != "0"
-    assert "enhancer_identity_clamp" in child.data.tags["doctor.flagged"].split(",")
-    assert doctor_run.data.tags["ablation.parent_run"] == child.data.tags["mlflow.parentRunId"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == len(doctor_runs) == 2
+    for child in children:
+        doctor_run = doctor_runs[child.data.tags["doctor.run_id"]]
+        assert doctor_run.data.tags["variant"] == child.data.tags["variant"]
+        assert child.data.tags["doctor.flagged"] == doctor_run.data.tags["doctor.flagged"]
+        assert doctor_run.data.tags["ablation.parent_run"] == child.data.tags["mlflow.parentRunId"]
+    pre_fix = next(r for r in children if r.data.tags["variant"] == "all-off (pre-fix)")
+    assert "mask_unfreeze" in pre_fix.data.tags["doctor.flagged"].split(",")
 
 
 @pytest.mark.slow

@@ -12,9 +12,9 @@ Findings, per stage and term:
   the enhanced image itself has one (the loss says "wrong" and gives no direction), or takes the
   same non-zero value (within :data:`CONSTANT_TOLERANCE`) on every input (it ignores the image).
   Zero gradients on inputs where the enhanced image has none (a saturated output) are not the
-  term's defect: ``input_gradient`` reports them. A term that is exactly 0 with a
-  path on every input is a satisfied hinge penalty (e.g. the curve penalty below its threshold) and
-  is a note, not a defect: its gradient is zero because it sits at its minimum.
+  term's defect: ``input_gradient`` reports them. A term that is exactly 0 with a path on every
+  input is a satisfied hinge penalty (e.g. the curve penalty below its threshold) and is a note,
+  not a defect: its gradient is zero because it sits at its minimum.
 * ``dead_term``: a weight the config sets > 0 whose term never appears in the stage's criterion.
 * ``supervision``: the stage criterion's fidelity weights (L1 reconstruction and SSIM) must not be
   scaled below their configured values; a ramp that scales them (to 0 on the first epoch of stage

@@ -6,9 +6,9 @@ The slice (:data:`SLICE`, applied over the run's config; ``--set`` still wins):
 =====  =========================  ==================================================================
 epoch  stage (epoch in stage)     what happens
 =====  =========================  ==================================================================
-0      1 (0)                      fixed reconstruction loss, everything but the backbone trainable
+0      1 (0)                      stage-1 loss; all but the frozen backbone layers trainable
 1      2 (0)                      stage switch: mask frozen, mix factor 0, ramp factor 0
-2      2 (1)                      mask unfreeze epoch (per-batch LR multiply before fix 3a)
+2      2 (1)                      mask unfreeze (a per-batch LR multiply without mask_unfreeze)
 3      2 (2)                      mix and ramp complete
 4      3 (0)                      stage switch, mix factor 0, perceptual warm-up 0
 5      3 (1)                      stage-3 criterion alone

@@ -499,8 +499,9 @@ def run_worker(spec: StudySpec, storage_url: str, tracking_uri: str, options: Wo
                     optuna.storages.fail_stale_trials(study)
                 stop.wait(options.heartbeat_interval)
                 continue
-            if stop.requested:
-                queue.add(1, "handed back by a stopping worker")
+            if stop.requested:  # the signal came while this worker was claiming a trial
+                if queue is not None:
+                    queue.add(1, "handed back by a stopping worker")
                 break
             waiting = False
             study.optimize(runner, n_trials=1, catch=(TrialFailure,), gc_after_trial=True)
@@ -677,9 +678,10 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, n_trials: in
         raise
     _close_parent(tracker, parent, study, queue, signum, log)
     if signum is not None:
-        raise Interrupted(signum, f"study {spec.name!r} stopped by {signal_name(signum)}; the "
-                                  f"interrupted trial(s) are queued for a retry that resumes from "
-                                  f"their last checkpoint")
+        raise Interrupted(signum, f"study {spec.name!r} stopped by {signal_name(signum)}; a trial "
+                                  f"it interrupted is queued for a retry that resumes from its "
+                                  f"last checkpoint (`remdi-exp study run {spec.name} --join` "
+                                  f"with the same --storage runs it)")
     if failed:
         raise WorkersFailed(failed)
     return outcome

@@ -142,7 +142,10 @@ class EpochSampler(Sampler):
 
 def make_loader(dataset: PairedDataset, cfg, train: bool) -> DataLoader:
     """Seeded loader over ``dataset`` with :func:`collate` (batch size and workers from ``cfg``)."""
+    # Training drops the ragged last batch as the reference does (§5.9): a 1-image batch also breaks
+    # BatchNorm in training mode. A set smaller than one batch keeps its one short batch.
+    drop_last = train and len(dataset) >= cfg.training.batch_size
     return DataLoader(dataset, batch_size=cfg.training.batch_size,
                       sampler=EpochSampler(len(dataset), shuffle=train, seed=cfg.training.seed),
-                      num_workers=cfg.training.num_workers, collate_fn=collate, drop_last=False,
+                      num_workers=cfg.training.num_workers, collate_fn=collate, drop_last=drop_last,
                       persistent_workers=False)

@@ -107,6 +107,14 @@ def test_sampler_set_epoch_replays_an_epoch(tmp_path):
     assert all(torch.equal(x[1], y[1]) for x, y in zip(epochs[1], replay))
 
 
+def test_training_loader_drops_the_ragged_last_batch_but_validation_keeps_it(tmp_path):
+    remdinet_tree(tmp_path, n=3, val=3)
+    cfg = cfg_for(tmp_path)  # batch size 2
+    bundle = build_data(cfg, log=_quiet)
+    assert [len(b["name"]) for b in make_loader(bundle.train, cfg, train=True)] == [2]
+    assert [len(b["name"]) for b in make_loader(bundle.val, cfg, train=False)] == [2, 1]
+
+
 def test_validation_loader_keeps_file_order(tmp_path):
     remdinet_tree(tmp_path, n=2, val=3)
     cfg = cfg_for(tmp_path)

@@ -69,11 +69,15 @@ def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor, win: torch.Tensor,
     """Mean SSIM and mean contrast-structure term per image and channel, each B×C."""
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
-    mu_x, mu_y = _blur(x, win), _blur(y, win)
+    # the five local means in one blur of the stacked maps: 2 convolutions instead of 10 (this is
+    # the SSIM loss term's main cost in a training step)
+    c = x.shape[1]
+    mu_x, mu_y, e_xx, e_yy, e_xy = _blur(torch.cat([x, y, x * x, y * y, x * y], dim=1),
+                                         win.repeat(5, 1, 1, 1)).split(c, dim=1)
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    var_x = _blur(x * x, win) - mu_xx
-    var_y = _blur(y * y, win) - mu_yy
-    cov = _blur(x * y, win) - mu_xy
+    var_x = e_xx - mu_xx
+    var_y = e_yy - mu_yy
+    cov = e_xy - mu_xy
     cs_map = (2.0 * cov + c2) / (var_x + var_y + c2)
     ssim_map = (2.0 * mu_xy + c1) / (mu_xx + mu_yy + c1) * cs_map
     return ssim_map.flatten(2).mean(dim=-1), cs_map.flatten(2).mean(dim=-1)

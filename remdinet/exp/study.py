@@ -63,7 +63,7 @@ from .doctor import summary_tags, tracked_doctor  # noqa: E402
 from .report import to_text  # noqa: E402
 from .runs import train_in_run  # noqa: E402
 from .studyspec import StudySpec, StudySpecError  # noqa: E402
-from .tracking import STORE_DIR, Tracker, quiet_loggers  # noqa: E402
+from .tracking import SQLITE_LOCK_WAIT, STORE_DIR, Tracker, quiet_loggers  # noqa: E402
 from .workers import (QUEUE_SUFFIX, Interrupted, StopAtEpochEnd, StopRequest,  # noqa: E402
                       TrialQueue, WorkerExit, run_processes, signal_name, worker_label)
 
@@ -79,7 +79,6 @@ HEARTBEAT_INTERVAL = 30  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 120  # seconds without a heartbeat before a running trial is failed and retried
 MAX_RETRY = 1
 CREATOR_WAIT = 60.0  # seconds a process waits for a new study's creator to store its attributes
-SQLITE_TIMEOUT = 60  # seconds a worker waits for the SQLite lock
 FAIL_REASON_LIMIT = 5000
 
 
@@ -110,7 +109,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     sqlite = url.startswith("sqlite:///")
     if sqlite:
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_TIMEOUT,
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_LOCK_WAIT,
                                                     "isolation_level": None}}
     with _experimental_ok():
         storage = optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval,

@@ -36,6 +36,7 @@ STORE_DIR = "mlruns"
 PARAM_VALUE_LIMIT = 6000
 _PARAM_BATCH = 100
 _METRIC_BATCH = 1000
+SQLITE_LOCK_WAIT = 60  # seconds
 
 
 def default_tracking_uri(base: str | Path | None = None) -> str:
@@ -96,9 +97,14 @@ class Tracker:
     def __init__(self, uri: str):
         self.uri = uri
         db = sqlite_path(uri)
+        client_uri = uri
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri)
+            if "?" not in uri:
+                # several worker processes log to one SQLite store: wait for its write lock
+                # instead of failing with "database is locked" after sqlite3's default 5 s
+                client_uri = f"{uri}?timeout={SQLITE_LOCK_WAIT}"
+        self.client = MlflowClient(tracking_uri=client_uri)
 
     # -- experiments and runs ----------------------------------------------------------------
     def experiment_id(self, name: str) -> str:

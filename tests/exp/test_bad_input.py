@@ -4,7 +4,6 @@ the unusual but valid kinds (16-bit, grayscale, RGBA, unicode paths) load and tr
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import cv2

@@ -124,6 +124,8 @@ class StopRequest:
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            # a worker process holds stop signals back while it starts (main); they arrive now
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         logging.getLogger(OPTUNA_TRIAL_LOGGER).addFilter(self._filter)
         return self
 
@@ -186,7 +188,8 @@ def run_processes(target: Callable[..., int], kwargs: list[dict[str, Any]]
                   ) -> tuple[list[WorkerExit], int | None]:
     """Run ``target(**kw)`` (a module-level function returning an exit code) in one new process
     per ``kw``; wait for all of them. Returns their exits and the first stop signal this process
-    received (forwarded to the workers still running), or None."""
+    received (forwarded to the workers still running), or None. The target receives stop signals
+    once it enters a :class:`StopRequest` (see :func:`main`)."""
     procs = []
     for kw in kwargs:
         proc = subprocess.Popen([sys.executable, "-m", "remdinet.exp.workers"],
@@ -215,7 +218,11 @@ def run_processes(target: Callable[..., int], kwargs: list[dict[str, Any]]
 
 
 def main() -> None:
-    """Entry of a worker process: ``(target, kwargs)`` pickled on stdin by :func:`run_processes`."""
+    """Entry of a worker process: ``(target, kwargs)`` pickled on stdin by :func:`run_processes`.
+
+    SIGINT and SIGTERM are blocked until the target enters a :class:`StopRequest`: a stop sent
+    while the worker is still importing is then honoured like any other, not fatal."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     target, kwargs = pickle.load(sys.stdin.buffer)
     sys.exit(target(**kwargs))
 

@@ -16,6 +16,14 @@ from .branches import Decisions
 from .clamps import Bound, ClampRecorder, install_clamps
 
 
+def colour_matrix(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``W x + b`` per pixel (W[i, c] maps input c to output i), in the parameters' precision even
+    under autocast: the weights stay within a few hundredths of the identity, where bfloat16
+    resolves only steps of 2^-7, and the result is the output image."""
+    with torch.autocast(x.device.type, enabled=False):
+        return F.conv2d(x.to(weight.dtype), weight, bias.view(-1))
+
+
 class GlobalColourAffine(nn.Module):
     """``colour_head``: ``clamp01(W x + b)`` per pixel (W[i, c] maps input c to output i).
 
@@ -38,7 +46,7 @@ class GlobalColourAffine(nn.Module):
             mu = d.mean(mu_c)
             gains = (mu / (mu_c + 1e-8)).clamp(0.95, 1.05)
             x = d.apply("affine_grayworld", mu > 0, lambda: (x * gains).clamp(0.0, 1.0), x)
-        return F.conv2d(x, self.weight, self.bias.view(3)).clamp(0.0, 1.0)
+        return colour_matrix(x, self.weight, self.bias).clamp(0.0, 1.0)
 
 
 class EnhancedGlobalColorCorrection(nn.Module):
@@ -61,7 +69,7 @@ class EnhancedGlobalColorCorrection(nn.Module):
         }, recorder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv2d(x, self.weight, self.bias.view(3))
+        y = colour_matrix(x, self.weight, self.bias)
         y_luma = luma(y)
         k = 1.0 + (self.vibrance_factor - 1.0) * (1.0 - hsv_saturation(y))
         y = y_luma + (y - y_luma) * k

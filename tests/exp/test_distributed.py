@@ -231,12 +231,17 @@ def test_four_local_workers_share_one_sqlite_study(tmp_path, tracking_uri, stora
 
 def test_sigterm_stops_at_the_epoch_boundary_and_the_retry_resumes_from_the_checkpoint(
         tmp_path, tracking_uri, storage_url):
-    proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--n-trials", "1")
+    # two workers, one trial: the signal reaches the workers through the launching process, one
+    # worker is training, the other waiting for it
+    proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--n-trials", "1",
+                          "--workers", "2")
     victim = wait_for_trial_past_first_epoch(tmp_path, storage_url, proc, log)
     proc.send_signal(signal.SIGTERM)
     code, output = finish(proc, log)
     assert code == 143, output
-    assert "stopped by SIGTERM" in output and "Traceback" not in output
+    assert len(re.findall(r"^worker \d \(pid \d+\) stopped on SIGTERM \(exit 143\)$", output,
+                          re.M)) == 2, output
+    assert "stopped: study 'dist' stopped by SIGTERM" in output and "Traceback" not in output
     (stopped, waiting) = trials(storage_url)
     assert stopped.number == victim.number and stopped.state == TrialState.FAIL
     assert stopped.user_attrs[FAIL_ATTR].startswith("interrupted: stopped by SIGTERM at the end "

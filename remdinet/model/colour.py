@@ -14,14 +14,14 @@ from ..colour import chroma_range, hsv_saturation, luma
 from ..config import ClampConfig
 from .branches import Decisions
 from .clamps import Bound, ClampRecorder, install_clamps
+from .precision import float32_conv2d
 
 
 def colour_matrix(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``W x + b`` per pixel (W[i, c] maps input c to output i), in the parameters' precision even
     under autocast: the weights stay within a few hundredths of the identity, where bfloat16
     resolves only steps of 2^-7, and the result is the output image."""
-    with torch.autocast(x.device.type, enabled=False):
-        return F.conv2d(x.to(weight.dtype), weight, bias.view(-1))
+    return float32_conv2d(x, weight, bias.view(-1))
 
 
 class GlobalColourAffine(nn.Module):

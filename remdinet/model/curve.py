@@ -19,6 +19,7 @@ from torch import nn
 
 from ..colour import chroma_range
 from .branches import Decisions
+from .precision import Float32Conv2d
 
 MODES = ("zero_dce", "additive")
 
@@ -35,7 +36,7 @@ class ImprovedCurveEstimator(nn.Module):
         self.mode = mode
         self.decisions = decisions
         h2 = max(hidden // 2, 1)
-        last = nn.Conv2d(h2, 3 * num_iterations, 3, padding=1)
+        last = Float32Conv2d(h2, 3 * num_iterations, 3, padding=1)
         with torch.no_grad():
             last.weight.mul_(0.02)
             last.bias.zero_()

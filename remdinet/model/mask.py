@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import Float32Conv2d
+
 # The reference squares the mask once training has made more than this many forward calls.
 SQUARE_AFTER_CALLS = 1000
 DITHER_STD = 0.03
@@ -24,7 +26,7 @@ class MaskPredictor(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, hidden, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, 1, 3, padding=1), nn.Sigmoid())
+            Float32Conv2d(hidden, 1, 3, padding=1), nn.Sigmoid())
         self.square_output = square_output
         # An attribute (not the constant) so that diagnostics can switch the train-time noise off
         # and compare train and eval modes deterministically.

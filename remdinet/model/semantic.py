@@ -17,6 +17,7 @@ from ..config import ModelConfig
 from .backbone import MobileNetV3Backbone
 from .branches import Decisions
 from .errors import run_block
+from .precision import Float32Conv2d, float32_conv2d
 from .transformer import RestormerBlock
 
 NUM_CLASSES = 19
@@ -53,10 +54,10 @@ class TransformerDecoder(nn.Module):
                                         (nn.Conv2d(dim, 4 * dim, 3, padding=1), nn.PixelShuffle(2))])
         self.luminance_head = nn.Sequential(
             nn.Conv2d(dim, head_hidden, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(head_hidden, 1, 3, padding=1), nn.Sigmoid())
+            Float32Conv2d(head_hidden, 1, 3, padding=1), nn.Sigmoid())
         self.rgb_residual_head = nn.Sequential(
             nn.Conv2d(dim, head_hidden, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(head_hidden, 3, 3, padding=1))
+            Float32Conv2d(head_hidden, 3, 3, padding=1))
         self.decisions = decisions
         self.saturation_check = saturation_check
 
@@ -65,7 +66,8 @@ class TransformerDecoder(nn.Module):
 
         The two heads read the same full-resolution map, their most expensive layers: their first
         convs run as one conv with the stacked weights (one pass over ``u``, a wider matrix product)
-        and their second convs as one conv with a block-diagonal weight. Same parameters, same
+        and their second convs (output layers, float32 under autocast like the modules' own
+        :class:`Float32Conv2d`) as one conv with a block-diagonal weight. Same parameters, same
         result up to float rounding (tests/model/test_equivalence.py).
         """
         lum1, _, lum2, _ = self.luminance_head
@@ -75,7 +77,7 @@ class TransformerDecoder(nn.Module):
                             padding=1), inplace=True)
         w2 = torch.cat([F.pad(lum2.weight, (0, 0, 0, 0, 0, hidden)),
                         F.pad(res2.weight, (0, 0, 0, 0, hidden, 0))])
-        o = F.conv2d(h, w2, torch.cat([lum2.bias, res2.bias]), padding=1)
+        o = float32_conv2d(h, w2, torch.cat([lum2.bias, res2.bias]), padding=1)
         return torch.sigmoid(o[:, :1]), o[:, 1:]
 
     def forward(self, x: torch.Tensor, feat: torch.Tensor, x01: torch.Tensor) -> torch.Tensor:

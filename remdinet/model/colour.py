@@ -7,7 +7,6 @@ is left out (its parameter count, 12, matches that).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..colour import chroma_range, hsv_saturation, luma

@@ -42,7 +42,7 @@ def train_once(preset: str, precision: str, seed: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="quick")
-    p.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
+    p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     p.add_argument("--worker", nargs=3, metavar=("PRESET", "PRECISION", "SEED"),
                    help=argparse.SUPPRESS)
     opts = p.parse_args(argv)

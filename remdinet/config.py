@@ -191,7 +191,7 @@ class TrainingConfig:
     max_val_batches: int = _f(0, 0, 10_000_000, doc="cap validation batches (0 = all)")
     device: str = _f("auto", doc="auto | cpu | cuda | cuda:N")
     precision: str = _f("fp32", choices=("fp32", "bf16", "fp16", "auto"),
-                        doc="autocast dtype; auto = bf16 on CUDA/AMX CPUs, else fp32")
+                        doc="autocast dtype; auto = bf16 on CUDA, fp32 on CPU")
     compile: bool = _f(False, doc="torch.compile the model")
     num_workers: int = _f(0, 0, 256)
     output_dir: str = _f("outputs", doc="checkpoints go to <output_dir>/<run name>/")

@@ -21,6 +21,7 @@ from remdinet.losses import build_stage_loss
 from remdinet.model import build_model
 from remdinet.model.backbone import DepthwiseConv2d
 from remdinet.model.curve import ImprovedCurveEstimator
+from remdinet.model.precision import Float32Conv2d
 from remdinet.model.semantic import TransformerDecoder
 from remdinet.model.snr import SNRAwareDistractionModule
 from remdinet.training.optim import build_optimizer
@@ -224,3 +225,32 @@ def test_training_steps_with_the_rewrites_track_the_straightforward_model(one_th
     for (name, a), b in zip(fast.state_dict().items(), plain.state_dict().values()):
         if a.is_floating_point():
             assert torch.allclose(a, b, atol=1e-4, rtol=1e-3), name
+
+
+# -- precision of the output layers under autocast -----------------------------------------------
+
+def test_float32_conv2d_is_a_plain_conv_without_autocast():
+    torch.manual_seed(0)
+    conv = Float32Conv2d(4, 3, 3, padding=1)
+    x = torch.randn(1, 4, 8, 8)
+    assert torch.equal(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=1))
+
+
+def test_output_layers_and_the_enhanced_image_stay_float32_under_bf16_autocast(one_thread):
+    torch.manual_seed(0)
+    model = build_model(tiny_config()).train()
+    seen = {}
+
+    def record(name):
+        def hook(_module, _args, out):  # returns None: the output is kept
+            seen[name] = out.dtype
+        return hook
+
+    for name in ("mask_predictor.net.4", "curve_estimator.curve_net.6"):
+        model.get_submodule(name).register_forward_hook(record(name))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(_input())
+        assert model.semantic.decoder.heads(torch.randn(1, 8, 6, 6))[1].dtype == torch.float32
+    assert seen == {"mask_predictor.net.4": torch.float32,
+                    "curve_estimator.curve_net.6": torch.float32}
+    assert out["enhanced"].dtype == torch.float32

@@ -11,7 +11,10 @@ Definitions (the ones of the speed issue):
 * inference: eval-mode forward under ``no_grad``;
 * FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` (convolutions, matmuls, attention) of one
   eval forward and of one forward + loss + backward; the same for every precision;
-* times: wall clock, ``reps`` repetitions after ``warmup`` untimed ones; median, min and max.
+* times: wall clock, ``reps`` repetitions after ``warmup`` untimed ones; median, min and max;
+* time split (CPU): one profiled train step (``torch.profiler``) divided into convolution kernels
+  (forward and backward) and everything else, with the convolutions' own GFLOP/s. It shows where a faster
+  step has to come from: the convolutions' FLOPs are fixed by the architecture.
 
 The process configures itself as the trainer does on CPU (flush denormals, keep freed memory,
 ``training.precision`` autocast), so the figures are those of a training run.
@@ -116,6 +119,38 @@ def count_flops(setup: Setup) -> dict[str, float]:
     return {"forward": forward, "train_step": fc.get_total_flops()}
 
 
+CONV_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution",
+            "aten::conv_depthwise2d", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward")
+
+
+def count_conv_flops(setup: Setup) -> float:
+    """FLOPs of the convolutions alone (forward and backward) in one train step."""
+    setup.model.train()
+    with FlopCounterMode(display=False) as fc:
+        out = setup.model(setup.x)
+        setup.loss(out, setup.target, denormalize(setup.x)).total.backward()
+    setup.optimizer.zero_grad(set_to_none=True)
+    counts = fc.get_flop_counts()["Global"]
+    return float(sum(v for op, v in counts.items() if "convolution" in str(op)))
+
+
+def time_split(setup: Setup, conv_flops: float) -> dict[str, float]:
+    """Self CPU time of the convolution kernels in one profiled train step, against the whole step.
+
+    CPU only: on CUDA the kernels carry cuDNN's names, not the aten operators'.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    setup.model.train()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        setup.train_step()
+    events = prof.key_averages()
+    ops = sum(e.self_cpu_time_total for e in events) / 1e6
+    conv = sum(e.self_cpu_time_total for e in events if e.key in CONV_OPS) / 1e6
+    return {"conv_seconds": conv, "operator_seconds": ops, "conv_flops": conv_flops,
+            "conv_gflops_per_second": conv_flops / conv / 1e9}
+
+
 def measure_model(args: dict[str, Any]) -> dict[str, Any]:
     load_before = os.getloadavg()
     setup = Setup(args)
@@ -131,6 +166,9 @@ def measure_model(args: dict[str, Any]) -> dict[str, Any]:
     setup.model.eval()
     result["inference"] = stats(timed(setup.infer, setup.device, args["warmup"], args["reps"]))
     result["peak_memory_mb"] = peak_memory_mb(setup.device)
+    if args.get("split") and setup.device.type == "cpu":
+        setup.model.train()
+        result["split"] = time_split(setup, count_conv_flops(setup))
     result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     return result
 

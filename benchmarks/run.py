@@ -67,7 +67,7 @@ def model_rows(opts: argparse.Namespace, device: str) -> list[dict[str, Any]]:
     for size in opts.sizes:
         for precision in opts.precisions:
             plan.append({**base, "size": size, "precision": precision, "channels_last": True,
-                         "flops": precision == opts.precisions[0]})
+                         "flops": precision == opts.precisions[0], "split": True})
     if opts.layout_size:
         for precision in opts.precisions:
             plan.append({**base, "size": opts.layout_size, "precision": precision,
@@ -130,6 +130,25 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def split_table(rows: list[dict[str, Any]]) -> str:
+    """Where the train step goes: convolution kernels against everything else (CPU rows only)."""
+    head = ("| size | precision | train step s | convolutions s (share) | conv GFLOP/s | everything "
+            "else s | original ÷ convolutions alone |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        if "split" not in r:
+            continue
+        a, sp = r["args"], r["split"]
+        step = r["train_step"]["median"]
+        conv = sp["conv_seconds"]
+        original = ORIGINAL_SECONDS.get(a["size"], (None, None))[0]
+        bound = f"{original / conv:.2f}×" if original else "–"
+        lines.append(
+            f"| {a['size']}² | {a['precision']} | {step:.3f} | {conv:.3f} ({conv / step:.0%}) | "
+            f"{sp['conv_gflops_per_second']:.0f} | {step - conv:.3f} | {bound} |")
+    return "\n".join(lines)
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
@@ -185,6 +204,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print()
     print(table(report["rows"]))
     print()
+    if any("split" in r for r in report["rows"]):
+        print(split_table(report["rows"]))
+        print()
     for key, value in report["derived"].items():
         print(f"{key}: {value:.2f}")
     if "stability" in report:

@@ -161,7 +161,7 @@ class OptimConfig:
     lr_mask: float = _f(1e-4, 0.0, 1.0)
     lr_other: float = _f(2e-5, 0.0, 1.0)
     weight_decay: float = _f(3e-4, 0.0, 1.0)
-    grad_clip: float = _f(0.5, 0.0, 1e6)
+    grad_clip: float = _f(0.5, 0.0, 1e6, doc="gradient-norm clip (max norm); 0 = no clipping")
     mask_unfreeze_epoch: int = _f(15, 0, 100_000, doc="epoch within stage 2 that unfreezes the mask")
     mask_unfreeze_lr: float = _f(2e-5, 0.0, 1.0)
     mask_legacy_lr_factor: float = _f(0.1, 0.0, 1.0, doc="pre-fix per-batch LR multiplier")

@@ -1,54 +1,11 @@
-"""Shared test helpers.
-
-``tiny_config(overrides)`` is the stable entry point for a small, fast, resolved :class:`Config`:
-tiny model widths (well under 100k parameters), 64-px images, batch 2, CPU. Import it with
-``from conftest import tiny_config`` or use the ``tiny_cfg`` fixture.
-"""
+"""Shared fixtures: the tiny configuration (``tiny_setup.tiny_config``), seeding and threads."""
 from __future__ import annotations
-
-import sys
-from typing import Any
 
 import pytest
 import torch
 
-from remdinet.config import Config, resolve
-
-TINY_MODEL: dict[str, Any] = {
-    "model.backbone_width": 0.1,
-    "model.snr_hidden": 8,
-    "model.decoder_dim": 8,
-    "model.decoder_blocks": 1,
-    "model.decoder_heads": 2,
-    "model.window_size": 4,
-    "model.semantic_hidden": 8,
-    "model.curve_hidden": 8,
-    "model.mask_hidden": 8,
-}
-
-TINY_TRAINING: dict[str, Any] = {
-    "training.image_size": 64,
-    "training.batch_size": 2,
-    "training.num_epochs": 4,
-    "training.device": "cpu",
-    "training.num_workers": 0,
-}
-
-
-def tiny_config(overrides: dict[str, Any] | None = None) -> Config:
-    """Resolved config of the tiny model; ``overrides`` (flat keys, ``fixes.*`` included) win."""
-    return resolve({**TINY_MODEL, **TINY_TRAINING, **(overrides or {})})
-
-
-_THIS_MODULE = sys.modules[__name__]
-
-
-def pytest_collectstart(collector):
-    # Sub-directory conftest.py files are imported under the same module name "conftest" and would
-    # shadow this one; restore it before each test module is imported so that
-    # ``from conftest import tiny_config`` always means this file.
-    if isinstance(collector, pytest.Module):
-        sys.modules["conftest"] = _THIS_MODULE
+from remdinet.config import Config
+from tiny_setup import tiny_config
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from conftest import tiny_config
+from tiny_setup import tiny_config
 from remdinet import losses
 from remdinet.colour import normalize
 from remdinet.config import StageWeights, resolve

@@ -319,3 +319,23 @@ def test_validation_psnr_rises_well_above_the_identity_with_the_corrected_profil
     assert result.final_metrics["val_psnr"] > float(identity_psnr.mean()) + 5.0
     assert result.final_metrics["val_psnr"] > first["val_psnr"] + 3.0
     assert result.final_metrics["val_ssim"] > float(identity_ssim.mean())
+
+
+def _weights_after_one_epoch(cfg, data, run_dir):
+    trainer = Trainer(cfg, data=data, callbacks=[StopAfter(0)], quiet=True, run_dir=run_dir)
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(Stop):
+        trainer.fit()
+    return initial, trainer.model.state_dict()
+
+
+def test_grad_clip_zero_turns_clipping_off_instead_of_zeroing_the_gradients(synthetic_dir, data,
+                                                                            tmp_path):
+    initial, off = _weights_after_one_epoch(
+        train_config(synthetic_dir, {"optim.grad_clip": 0.0}), data, tmp_path / "off")
+    _, loose = _weights_after_one_epoch(
+        train_config(synthetic_dir, {"optim.grad_clip": 1e6}), data, tmp_path / "loose")
+    name = "curve_estimator.curve_net.0.weight"
+    assert not torch.equal(off[name], initial[name])
+    for key in off:
+        assert torch.equal(off[key], loose[key]), key

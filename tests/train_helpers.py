@@ -1,6 +1,6 @@
 """Shared set-up of the trainer, checkpoint and evaluation tests.
 
-``train_config`` is the tiny model of ``conftest.tiny_config`` on 48-px crops of a tiny embedded
+``train_config`` is the tiny model of ``tiny_setup.tiny_config`` on 48-px crops of a tiny embedded
 synthetic set, with 6 epochs split 2/2/2 over the three stages, one-epoch stage transitions and the
 mask unfreeze at the second stage-2 epoch (epoch 3). Validation runs on epochs 0, 2, 4 and 5. An epoch
 trains on 3 of the 5 batches of 2 images (``training.max_train_batches``).
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import tiny_config
+from tiny_setup import tiny_config
 from remdinet.config import Config
 from remdinet.data import DataBundle, build_data
 

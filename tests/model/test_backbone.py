@@ -5,7 +5,7 @@ import logging
 
 import pytest
 import torch
-from conftest import tiny_config
+from tiny_setup import tiny_config
 
 from remdinet.model import BackboneWeightsError, MobileNetV3Backbone, build_model
 

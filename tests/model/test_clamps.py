@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_config
+from tiny_setup import tiny_config
 
 from remdinet.colour import normalize
 from remdinet.model import Bound, ClampRecorder, build_model, install_clamps

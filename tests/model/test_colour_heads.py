@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
+from tiny_setup import tiny_config
 
 from remdinet.colour import chroma_range, luma, normalize
 from remdinet.config import ClampConfig

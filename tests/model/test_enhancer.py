@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
+from tiny_setup import tiny_config
 
 from remdinet.colour import denormalize, hsv_saturation, normalize
 from remdinet.config import resolve

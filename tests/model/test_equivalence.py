@@ -13,7 +13,7 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
+from tiny_setup import tiny_config
 
 from remdinet.colour import chroma_range, denormalize, normalize
 from remdinet.fixes import fixes_of

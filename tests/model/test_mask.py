@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import tiny_config
+from tiny_setup import tiny_config
 
 from remdinet.colour import normalize
 from remdinet.model import Decisions, BranchRecorder, MaskPredictor, build_model, final_saturation_boost

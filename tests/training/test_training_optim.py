@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conftest import tiny_config
+from tiny_setup import tiny_config
 from remdinet.model import build_model
 from remdinet.training.optim import (build_optimizer, cosine_scheduler, group_lr, group_of,
                                      plateau_scheduler, restore_scheduler, scheduler_state)

@@ -107,6 +107,7 @@ class Setup:
 
 
 def count_flops(setup: Setup) -> dict[str, float]:
+    """FLOPs of one eval forward, of one train step, and of the convolutions in that train step."""
     setup.model.eval()
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         setup.model(setup.x)
@@ -116,22 +117,12 @@ def count_flops(setup: Setup) -> dict[str, float]:
         out = setup.model(setup.x)
         setup.loss(out, setup.target, denormalize(setup.x)).total.backward()
     setup.optimizer.zero_grad(set_to_none=True)
-    return {"forward": forward, "train_step": fc.get_total_flops()}
+    conv = sum(v for op, v in fc.get_flop_counts()["Global"].items() if "convolution" in str(op))
+    return {"forward": forward, "train_step": fc.get_total_flops(), "train_step_conv": conv}
 
 
 CONV_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution",
             "aten::conv_depthwise2d", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward")
-
-
-def count_conv_flops(setup: Setup) -> float:
-    """FLOPs of the convolutions alone (forward and backward) in one train step."""
-    setup.model.train()
-    with FlopCounterMode(display=False) as fc:
-        out = setup.model(setup.x)
-        setup.loss(out, setup.target, denormalize(setup.x)).total.backward()
-    setup.optimizer.zero_grad(set_to_none=True)
-    counts = fc.get_flop_counts()["Global"]
-    return float(sum(v for op, v in counts.items() if "convolution" in str(op)))
 
 
 def time_split(setup: Setup, conv_flops: float) -> dict[str, float]:
@@ -155,8 +146,10 @@ def measure_model(args: dict[str, Any]) -> dict[str, Any]:
     load_before = os.getloadavg()
     setup = Setup(args)
     result: dict[str, Any] = {"args": args, "device": str(setup.device)}
+    split = args.get("split") and setup.device.type == "cpu"
+    flops = count_flops(setup) if args["flops"] or split else None
     if args["flops"]:
-        result["flops"] = count_flops(setup)
+        result["flops"] = flops
     setup.model.train()
     if args["compile"]:
         start = time.perf_counter()
@@ -166,9 +159,8 @@ def measure_model(args: dict[str, Any]) -> dict[str, Any]:
     setup.model.eval()
     result["inference"] = stats(timed(setup.infer, setup.device, args["warmup"], args["reps"]))
     result["peak_memory_mb"] = peak_memory_mb(setup.device)
-    if args.get("split") and setup.device.type == "cpu":
-        setup.model.train()
-        result["split"] = time_split(setup, count_conv_flops(setup))
+    if split:
+        result["split"] = time_split(setup, flops["train_step_conv"])
     result["load_average"] = {"before": load_before, "after": os.getloadavg()}
     return result
 

@@ -13,8 +13,8 @@ Definitions (the ones of the speed issue):
   eval forward and of one forward + loss + backward; the same for every precision;
 * times: wall clock, ``reps`` repetitions after ``warmup`` untimed ones; median, min and max;
 * time split (CPU): one profiled train step (``torch.profiler``) divided into convolution kernels
-  (forward and backward) and everything else, with the convolutions' own GFLOP/s. It shows where a faster
-  step has to come from: the convolutions' FLOPs are fixed by the architecture.
+  (forward and backward) and everything else, with the convolutions' own GFLOP/s. It shows where a
+  faster step has to come from: the convolutions' FLOPs are fixed by the architecture.
 
 The process configures itself as the trainer does on CPU (flush denormals, keep freed memory,
 ``training.precision`` autocast), so the figures are those of a training run.

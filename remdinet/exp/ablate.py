@@ -1,28 +1,39 @@
-"""Fix ablations: train variants (fix sets) x seeds as MLflow child runs of one parent run, then
-the table and chart of :mod:`.report`.
+"""Fix ablations: variants (fix sets) x seeds as cells of one job on the engine
+(:mod:`.engine`), each cell an MLflow child run of the ablation's parent run, then the paired
+statistics, table and forest plot of :mod:`.report`.
 
 A variant is a :class:`remdinet.fixes.FixSet` with its label. Its config is
 ``resolve(fix-set overrides + the run's explicit overrides)``, so the pre-fix value of a setting a
 switched-off fix changed applies unless the user set that key explicitly (remdinet.config.resolve).
-The all-fixes-on and all-fixes-off (pre-fix) variants always run: the deltas are taken against them.
+The all-fixes-on and all-fixes-off (pre-fix) variants always run: the deltas are taken against them,
+paired by seed (the same seed is the same initialisation and data order).
+
+An ablation lives in the Optuna storage under its name (kind ``ablation``): running it again
+trains only the cells (variant, seed) that have not finished, and the table is rebuilt from every
+finished cell; a changed base config is refused, naming the keys that differ.
 """
 from __future__ import annotations
 
 import itertools
+import re
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from remdinet.config import Config, ConfigError, resolve
 from remdinet.fixes import FIXES, FixSet, expand
 
 from .doctor import summary_tags, tracked_doctor
-from .report import ablation_chart, ablation_table, to_markdown, to_text
-from .runs import tracked_run
+from .engine import (CELL_ATTR, RUN_ATTR, CellJob, Engine, EngineOptions, cell, cell_key,
+                     load_existing)
+from .stats import Paired, stop_reason
+from .report import ablation_chart, ablation_markdown, ablation_table, to_text
 from .tracking import Tracker
 
 GRIDS = ("leave-one-out", "full", "none")
@@ -31,6 +42,9 @@ ALL_ON = FixSet.all_on().label()
 PRE_FIX = FixSet.all_off().label()
 REFERENCE_PSNR = 18.5
 REFERENCE_BAND = (18.0, 19.0)
+RESOLUTION = 0.1  # dB: an interval narrower than this around 0 means "no effect"
+KIND = "ablation"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 @dataclass(frozen=True)
@@ -46,10 +60,32 @@ class Variant:
 
 @dataclass
 class AblationResult:
+    name: str
     parent_run_id: str
     table: pd.DataFrame
     runs: pd.DataFrame
     seconds: float
+    trained: int  # cells trained by this invocation
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """How many seeds each variant gets: ``count`` at first; with ``until_resolved``, one more
+    per round for every variant whose interval still contains 0 and is wider than
+    ``resolution``, up to ``max_seeds``."""
+    count: int = 1
+    until_resolved: bool = False
+    max_seeds: int = 10
+    resolution: float = RESOLUTION
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {self.count}")
+        if self.until_resolved and self.max_seeds < max(self.count, 2):
+            raise ConfigError(f"--max-seeds ({self.max_seeds}) must be >= --seeds "
+                              f"({self.count}) and >= 2: an interval needs two seeds")
+        if self.resolution <= 0:
+            raise ConfigError(f"--resolution must be > 0 dB, got {self.resolution}")
 
 
 def build_variants(disable: Sequence[str] = (), grid: str = "leave-one-out",
@@ -104,81 +140,206 @@ def variant_configs(variants: Sequence[Variant], base: dict[str, Any], seeds: in
     return out
 
 
-def run_ablation(tracker: Tracker, base: dict[str, Any], variants: Sequence[Variant],
-                 seeds: int = 1, reference_psnr: float = REFERENCE_PSNR,
-                 band: tuple[float, float] = REFERENCE_BAND, grid: str = "leave-one-out",
-                 out_dir: str | Path | None = None, quiet: bool = False,
+def ablation_name(preset: str | None, grid: str, disable: Sequence[str] = (),
+                  include_corrected: bool = False) -> str:
+    """The default name of an ablation: what defines its variants (``quick-leave-one-out``,
+    ``quick-none-mask_unfreeze``), so that the same command resumes the same ablation."""
+    stem = Path(preset).stem if preset else "default"
+    parts = [stem, grid, *sorted(dict.fromkeys(disable))]
+    if include_corrected:
+        parts.append("corrected")
+    return "-".join(parts)
+
+
+def check_name(name: str) -> str:
+    """An ablation name is a study name and a folder name: letters, digits, ``_.+-``."""
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise ConfigError(f"--name {name!r}: use letters, digits and _ . + - only (it names an "
+                          f"Optuna study and a folder)")
+    return name
+
+
+def _job(name: str, base: dict[str, Any], grid: str, reference_psnr: float,
+         band: tuple[float, float]) -> CellJob:
+    return CellJob(kind=KIND, name=name, experiment=EXPERIMENT, base=base,
+                   run_params={"ablation.grid": grid, "ablation.reference_psnr": reference_psnr,
+                               "ablation.reference_band": list(band)})
+
+
+def _cell(variant: Variant, seed: int, extra_tags: Mapping[str, str]) -> dict[str, Any]:
+    tags = {**variant.fixset.tags(), "variant": variant.label, "disabled": variant.disabled,
+            **extra_tags}
+    return cell(variant.label, seed, variant.fixset.to_overrides(), tags)
+
+
+def cell_records(trials: Sequence[optuna.trial.FrozenTrial]) -> list[dict[str, Any]]:
+    """One record per finished cell (the first COMPLETE trial of each (label, seed): a retry or a
+    duplicate adds nothing), in trial order."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for t in trials:
+        key = cell_key(t.user_attrs)
+        if t.state != TrialState.COMPLETE or key is None or key in seen:
+            continue
+        seen.add(key)
+        c = t.user_attrs[CELL_ATTR]
+        out.append({"variant": key[0], "disabled": c["tags"].get("disabled", "-"),
+                    "seed": key[1], "psnr": t.values[0], "ssim": t.values[1],
+                    "run_id": t.user_attrs.get(RUN_ATTR), "trial": t.number,
+                    "seconds": (t.duration.total_seconds() if t.duration else float("nan"))})
+    return out
+
+
+def _queued_keys(engine: Engine) -> set[tuple[str, int]]:
+    """Cells that are finished, running or waiting: nothing to add for them."""
+    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+    return {k for t in engine.trials(states) if (k := cell_key(t.user_attrs)) is not None}
+
+
+def _enqueue(engine: Engine, cells: Sequence[tuple[Variant, int]],
+             doctor_tags: Mapping[str, Mapping[str, str]]) -> int:
+    present = _queued_keys(engine)
+    added = 0
+    for variant, seed in cells:
+        if (variant.label, seed) in present:
+            continue
+        engine.enqueue(user_attrs={CELL_ATTR: _cell(variant, seed,
+                                                    doctor_tags.get(variant.label, {}))})
+        present.add((variant.label, seed))
+        added += 1
+    return added
+
+
+def _more_seeds(table: pd.DataFrame, variants: Sequence[Variant], seeds: Seeds, first: int
+                ) -> tuple[list[tuple[Variant, int]], dict[str, str]]:
+    """The cells of the next adaptive round and the stop reason of every variant that is done."""
+    rows = table.set_index("variant")
+    reasons: dict[str, str] = {ALL_ON: "reference"}
+    todo: list[tuple[Variant, int]] = []
+    for v in variants:
+        if v.label == ALL_ON:
+            continue
+        n = int(rows.loc[v.label, "n_seeds"]) if v.label in rows.index else 0
+        reason = None if n == 0 else stop_reason(_psnr_comparison(rows.loc[v.label]),
+                                                 seeds.resolution)
+        if reason:
+            reasons[v.label] = reason
+        elif n >= seeds.max_seeds:
+            reasons[v.label] = f"max seeds reached ({seeds.max_seeds})"
+        else:
+            todo.append((v, first + n))
+    all_on = next(v for v in variants if v.label == ALL_ON)
+    todo += [(all_on, s) for s in sorted({s for _, s in todo})]
+    return todo, reasons
+
+
+def _psnr_comparison(row: pd.Series) -> Paired:
+    return Paired(n=int(row["n_seeds"]), mean=float(row["d_psnr"]),
+                  ci_low=float(row["d_psnr_ci_low"]), ci_high=float(row["d_psnr_ci_high"]),
+                  p=float(row["p_psnr"]), test="")
+
+
+def _table(records: list[dict[str, Any]], band: tuple[float, float], resolution: float,
+           stopped: Mapping[str, str] | None = None) -> pd.DataFrame:
+    return ablation_table(records, band, ALL_ON, PRE_FIX, resolution=resolution, stopped=stopped)
+
+
+def run_ablation(base: dict[str, Any], variants: Sequence[Variant], name: str, storage_url: str,
+                 tracking_uri: str, options: EngineOptions, seeds: Seeds = Seeds(),
+                 grid: str = "leave-one-out", reference_psnr: float = REFERENCE_PSNR,
+                 band: tuple[float, float] = REFERENCE_BAND, out_dir: str | Path | None = None,
                  log: Callable[[str], None] = print, doctor: bool = False) -> AblationResult:
-    """Train every variant x seed under one parent run of experiment ``ablations``.
+    """Run (or resume) the ablation ``name``: every variant x seed a cell of the engine, trained
+    by the workers of ``options`` (on this machine, or any machine that joins).
 
     ``doctor``: first run the doctor slice (:mod:`.doctor`) of every variant, each as a run of
     experiment ``doctor``, and tag the variant's training runs with its summary.
     """
     if band[0] > band[1]:
         raise ConfigError(f"--reference-band: low {band[0]} exceeds high {band[1]}")
-    configs = variant_configs(variants, base, seeds)
+    check_name(name)
+    variant_configs(variants, base, seeds.count)
     pinned = sorted(fix_controlled_keys() & set(base))
     if pinned:
         log(f"note: the run sets {', '.join(pinned)} explicitly, so those keys keep that value in "
             f"every variant (the fixes that control them are partly neutralised)")
-    seed_list = sorted({seed for _, seed in configs})
+    first = resolve(base).training.seed
     start = time.perf_counter()
-    exp_id = tracker.experiment_id(EXPERIMENT)
-    parent_tags = {"kind": "ablation", "grid": grid, "variants": len(variants),
-                   "seeds": ",".join(map(str, seed_list))}
-    name = f"ablation {grid}: {len(variants)} variants x {len(seed_list)} seed(s)"
-    records: list[dict[str, Any]] = []
-    with tracker.active_run(exp_id, name, parent_tags) as parent:
-        tracker.log_params(parent, {**base,
-                                    "ablation.variants": " | ".join(v.label for v in variants),
-                                    "ablation.seeds": seed_list, "ablation.grid": grid,
-                                    "ablation.reference_psnr": reference_psnr,
-                                    "ablation.reference_band": list(band)})
+    with Engine(_job(name, base, grid, reference_psnr, band), storage_url, tracking_uri, options,
+                log) as engine:
+        before = {cell_key(t.user_attrs) for t in engine.trials((TrialState.COMPLETE,))}
         doctor_tags: dict[str, dict[str, str]] = {}
-        if doctor:
+        if doctor and not options.join:
             for v in variants:
-                found = tracked_doctor(tracker, {**v.fixset.to_overrides(), **base},
-                                       tags={"ablation.parent_run": parent})
+                found = tracked_doctor(engine.tracker, {**v.fixset.to_overrides(), **base},
+                                       tags={"ablation.parent_run": engine.parent})
                 doctor_tags[v.label] = summary_tags(found)
                 flagged = found.report.flagged_switches()
                 log(f"doctor {v.label}: {len(found.report.flags)} flag(s)"
                     + (f" ({', '.join(flagged)})" if flagged else ""))
-        total = len(configs)
-        for i, ((label, seed), cfg) in enumerate(configs.items(), 1):
-            variant = next(v for v in variants if v.label == label)
-            tags = {**variant.fixset.tags(), "variant": label, "seed": seed,
-                    "disabled": variant.disabled, **doctor_tags.get(label, {})}
-            outcome = tracked_run(tracker, exp_id, cfg, f"{label} / seed {seed}", tags,
-                                  parent_run_id=parent,
-                                  run_dir_root=Path(cfg.training.output_dir) / EXPERIMENT / parent,
-                                  quiet=quiet)
-            records.append({"variant": label, "disabled": variant.disabled, "seed": seed,
-                            "psnr": outcome.final["final_psnr"],
-                            "ssim": outcome.final["final_ssim"],
-                            "run_id": outcome.run_id, "seconds": outcome.seconds})
-            log(f"[{i}/{total}] {label} (seed {seed}): PSNR {outcome.final['final_psnr']:.3f} dB, "
-                f"SSIM {outcome.final['final_ssim']:.4f}, {outcome.seconds:.0f} s")
-        table = ablation_table(records, band, ALL_ON, PRE_FIX)
+        if not options.join:
+            cells = [(v, s) for v in variants for s in range(first, first + seeds.count)]
+            added = _enqueue(engine, cells, doctor_tags)
+            log(f"ablation {name}: {len(cells)} cell(s), {len(cells) - added} already there, "
+                f"{engine.pending()} to train")
+        engine.work()
+        stopped: dict[str, str] = {}
+        while seeds.until_resolved and engine.signum is None and not options.join:
+            table = _table(cell_records(engine.trials()), band, seeds.resolution)
+            todo, stopped = _more_seeds(table, variants, seeds, first)
+            if not todo or not _enqueue(engine, todo, doctor_tags):
+                break
+            log(f"adaptive seeds: {len(todo)} more cell(s) for "
+                f"{', '.join(sorted({v.label for v, _ in todo} - {ALL_ON}))}")
+            engine.work()
+        records = cell_records(engine.trials())
+        table = _table(records, band, seeds.resolution, stopped or None)
         runs = pd.DataFrame(records)
         seconds = time.perf_counter() - start
-        log(to_text(table))
-        log(f"ablation wall time: {seconds:.0f} s ({total} runs)")
-        tracker.log_metrics(parent, {"wall_seconds": seconds})
-        _write_outputs(tracker, parent, table, runs, reference_psnr, band, out_dir)
-    return AblationResult(parent, table, runs, seconds)
+        trained = len({(r["variant"], r["seed"]) for r in records} - before)
+        log(to_text(table[[c for c in SHOWN_COLUMNS if c in table.columns]]))
+        log(f"ablation wall time: {seconds:.0f} s ({trained} cell(s) trained now, "
+            f"{len(records)} finished in all)")
+        engine.tracker.log_metrics(engine.parent, {"wall_seconds": seconds,
+                                                   "cells_finished": len(records)},
+                                   step=len(records))
+        write_outputs(engine.tracker, engine.parent, table, runs, reference_psnr, band, out_dir)
+    engine.finish()
+    return AblationResult(name, engine.parent, table, runs, seconds, trained)
 
 
-def _write_outputs(tracker: Tracker, parent: str, table: pd.DataFrame, runs: pd.DataFrame,
-                   reference_psnr: float, band: tuple[float, float],
-                   out_dir: str | Path | None) -> None:
+SHOWN_COLUMNS = ("variant", "n_seeds", "psnr_mean", "ssim_mean", "d_psnr", "d_psnr_ci_low",
+                 "d_psnr_ci_high", "p_psnr_holm", "verdict", "stop_reason")
+
+
+def show_ablation(name: str, storage_url: str, band: tuple[float, float] = REFERENCE_BAND,
+                  resolution: float = RESOLUTION) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The current table of a running or finished ablation, and its cells by state."""
+    study = load_existing(name, storage_url, kind=KIND)
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name: sum(t.state == s for t in trials) for s in TrialState}
+    records = cell_records(trials)
+    if not records:
+        return pd.DataFrame(), counts
+    return _table(records, band, resolution), counts
+
+
+def write_outputs(tracker: Tracker, parent: str, table: pd.DataFrame, runs: pd.DataFrame,
+                  reference_psnr: float, band: tuple[float, float],
+                  out_dir: str | Path | None) -> None:
+    """The table (CSV, Markdown, MLflow table), the cells, the forest plot on the parent run;
+    the Markdown table is the parent run's description (its Overview page)."""
     chart = ablation_chart(table, band, reference_psnr)
+    markdown = ablation_markdown(table)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out_dir) if out_dir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         files = {"ablation.csv": lambda p: table.to_csv(p, index=False),
-                 "ablation.md": lambda p: p.write_text(to_markdown(table), encoding="utf-8"),
+                 "ablation.md": lambda p: p.write_text(markdown, encoding="utf-8"),
                  "ablation_runs.csv": lambda p: runs.to_csv(p, index=False),
                  "ablation.png": lambda p: chart.savefig(p, dpi=110, bbox_inches="tight")}
-        for name, write in files.items():
-            write(folder / name)
-            tracker.log_file(parent, folder / name, "ablation")
+        for file, write in files.items():
+            write(folder / file)
+            tracker.log_file(parent, folder / file, "ablation")
+    tracker.client.log_table(parent, data=table, artifact_file="ablation/ablation_table.json")
+    tracker.set_tags(parent, {"mlflow.note.content": markdown})

@@ -29,12 +29,14 @@ from remdinet.fixes import FIXES, fixes_of
 from . import ablate as ablate_mod
 from . import doctor as doctor_mod
 from . import study as study_mod
+from . import verify as verify_mod
+from .engine import (GRACE_PERIOD, HEARTBEAT_INTERVAL, EngineOptions, Interrupted, WorkersFailed,
+                     default_gpus, default_storage_url, parse_gpus)
 from .presets import run_overrides
 from .report import runs_frame, to_markdown, to_text
 from .runs import tracked_run
 from .studyspec import load_spec
 from .tracking import Tracker, quiet_loggers, resolve_tracking_uri, ui_command
-from .workers import Interrupted
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError)
 
@@ -45,6 +47,8 @@ app = typer.Typer(
 study_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown",
                         help="Optuna studies defined in studies/NAME.toml.")
 app.add_typer(study_app, name="study")
+ablate_app = typer.Typer(rich_markup_mode="markdown")
+app.add_typer(ablate_app, name="ablate")
 
 
 @dataclass
@@ -60,11 +64,19 @@ class Globals:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
+    """User-input errors as one line, exit 2; a stop by signal exits 128 + the signal; worker
+    processes that died exit 1."""
     try:
         yield
     except USER_ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except Interrupted as exc:
+        typer.echo(f"stopped: {exc}", err=True)
+        raise typer.Exit(128 + exc.signum) from None
+    except WorkersFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _sets(set_: Optional[List[str]], skip_bad: bool) -> list[str]:
@@ -189,7 +201,47 @@ def _band(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-@app.command()
+OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Write the table as .csv or .md.")]
+StorageOpt = Annotated[Optional[str], typer.Option(
+    "--storage", help="Optuna storage URL (any SQLAlchemy RDB URL). Default: "
+                      "sqlite:///CWD/mlruns/optuna.db (CWD = the working directory), which serves "
+                      "the workers of one machine; with workers on several machines use "
+                      "PostgreSQL: postgresql://USER:PASSWORD@HOST:PORT/DB.")]
+
+
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", min=1, help="Worker processes on this machine, each training one trial at a "
+                             "time (torch threads: --threads, default the CPUs shared out). "
+                             "Default: 1, or GPUs x --workers-per-gpu on a CUDA machine. The "
+                             "same command on other machines (same --storage and --tracking-uri) "
+                             "joins.")]
+GpusOpt = Annotated[Optional[str], typer.Option(
+    "--gpus", help="CUDA devices the workers are pinned to, round robin (CUDA_VISIBLE_DEVICES "
+                   "per worker), e.g. 0,1,2,3. Default on a CUDA machine: every visible device.")]
+WorkersPerGpuOpt = Annotated[int, typer.Option(
+    "--workers-per-gpu", min=1, help="Workers per GPU when --workers is not given.")]
+JoinOpt = Annotated[bool, typer.Option(
+    "--join", help="Add no work: take the trials other commands queued (it must exist).")]
+HeartbeatOpt = Annotated[int, typer.Option(
+    "--heartbeat-interval", min=1, help="Seconds between a running trial's heartbeats.")]
+GraceOpt = Annotated[int, typer.Option(
+    "--grace-period", min=2, help="Seconds without a heartbeat after which a running trial counts "
+                                  "as dead (worker killed, machine lost): it is failed and "
+                                  "retried once, resuming from its last checkpoint.")]
+
+
+def _engine_options(g: Globals, workers: Optional[int], gpus: Optional[str], workers_per_gpu: int,
+                    **kwargs) -> EngineOptions:
+    devices = parse_gpus(gpus)
+    if devices is None:
+        devices = default_gpus(g.device or "auto")
+    if workers is None:
+        workers = len(devices) * workers_per_gpu if devices else 1
+    return EngineOptions(workers=workers, gpus=devices, threads=g.threads, quiet=g.quiet or
+                         workers > 1, quiet_logs=g.quiet, **kwargs)
+
+
+@ablate_app.callback(invoke_without_command=True)
 def ablate(
     ctx: typer.Context,
     preset: PresetOpt = None,
@@ -203,8 +255,22 @@ def ablate(
         "--grid", help="leave-one-out: all-on without each fix; full: without every subset; "
                        "none: all-on without all --disable-fix at once. all-on and all-off "
                        "(pre-fix) always run.")] = "leave-one-out",
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Ablation name in the storage (default: PRESET-GRID[-FIXES]); the same "
+                       "name resumes it: finished cells are not trained again.")] = None,
     seeds: Annotated[int, typer.Option(
-        "--seeds", min=1, help="Seeds per variant (training.seed, +1, ...).")] = 1,
+        "--seeds", min=1, help="Seeds per variant (training.seed, +1, ...); raising it later "
+                               "trains only the new seeds.")] = 1,
+    until_resolved: Annotated[bool, typer.Option(
+        "--until-resolved", help="After each round, give one more seed to every variant whose "
+                                 "95 % interval of ΔPSNR still contains 0 and is wider than "
+                                 "--resolution, up to --max-seeds.")] = False,
+    max_seeds: Annotated[int, typer.Option(
+        "--max-seeds", min=2, help="Most seeds per variant with --until-resolved.")] = 10,
+    resolution: Annotated[float, typer.Option(
+        "--resolution", help="dB: an interval within ±this around 0 means 'no effect "
+                             "detected'; with --until-resolved, a narrower interval stops.")
+    ] = ablate_mod.RESOLUTION,
     reference_psnr: Annotated[float, typer.Option(
         "--reference-psnr", help="Reference PSNR (dB) drawn on the chart.")
     ] = ablate_mod.REFERENCE_PSNR,
@@ -223,18 +289,69 @@ def ablate(
                          "preset) and tag its training runs with doctor.flags / doctor.flagged.")
     ] = False,
     skip_bad: SkipBadOpt = False,
+    storage: StorageOpt = None,
+    workers: WorkersOpt = None,
+    gpus: GpusOpt = None,
+    workers_per_gpu: WorkersPerGpuOpt = 1,
+    join: JoinOpt = False,
+    heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
+    grace_period: GraceOpt = GRACE_PERIOD,
+    keep_checkpoints: Annotated[bool, typer.Option(
+        "--keep-checkpoints/--no-keep-checkpoints", help="Keep each cell's checkpoints (its "
+                                                         "best model) after it finishes.")
+    ] = True,
 ) -> None:
-    """Fix ablation: train each variant x seed as an MLflow child run under one parent run
-    (experiment 'ablations'), then print and log the table (CSV, Markdown) and a bar chart."""
+    """Fix ablation: every variant x seed is a cell, trained as an MLflow child run under one
+    parent run (experiment 'ablations') by --workers processes here and any machine that
+    --joins; then the table with paired statistics (Δ vs all-on by seed, 95 % interval, Holm
+    p, verdict) and a forest plot. Running it again resumes: only unfinished cells train.
+    `remdi-exp ablate show NAME` prints the current table."""
+    if ctx.invoked_subcommand is not None:
+        return
     g: Globals = ctx.obj
     band = _band(reference_band)
     with user_errors():
         variants = ablate_mod.build_variants(disable_fix or (), grid, include_corrected)
         base = run_overrides(preset, config, _sets(set_, skip_bad), data, g.device)
-        result = ablate_mod.run_ablation(g.tracker(), base, variants, seeds, reference_psnr, band,
-                                         grid, out, quiet=g.quiet, log=typer.echo,
+        options = _engine_options(g, workers, gpus, workers_per_gpu, join=join,
+                                  heartbeat_interval=heartbeat_interval,
+                                  grace_period=grace_period, keep_checkpoints=keep_checkpoints)
+        plan = ablate_mod.Seeds(seeds, until_resolved, max_seeds, resolution)
+        label = name or ablate_mod.ablation_name(preset, grid, disable_fix or (),
+                                                 include_corrected)
+        url = storage or default_storage_url(g.tracking_uri)
+        result = ablate_mod.run_ablation(base, variants, label, url, g.tracking_uri, options, plan,
+                                         grid, reference_psnr, band, out, log=typer.echo,
                                          doctor=doctor)
-    typer.echo(f"parent run {result.parent_run_id} (experiment '{ablate_mod.EXPERIMENT}')")
+    typer.echo(f"ablation {result.name}: parent run {result.parent_run_id} (experiment "
+               f"'{ablate_mod.EXPERIMENT}')")
+
+
+@ablate_app.command("show")
+def ablate_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Ablation name in the storage.")],
+    storage: StorageOpt = None,
+    resolution: Annotated[float, typer.Option(
+        "--resolution", help="dB: an interval within ±this around 0 means 'no effect detected'.")
+    ] = ablate_mod.RESOLUTION,
+    reference_band: Annotated[str, typer.Option(
+        "--reference-band", help="Pre-fix baseline band LOW,HIGH in dB.")
+    ] = "{:g},{:g}".format(*ablate_mod.REFERENCE_BAND),
+    out: OutOpt = None,
+) -> None:
+    """Print the current table of a running or finished ablation (from every finished cell)."""
+    g: Globals = ctx.obj
+    band = _band(reference_band)
+    with user_errors():
+        table, counts = ablate_mod.show_ablation(
+            name, storage or default_storage_url(g.tracking_uri), band, resolution)
+        _write_table(table, out)
+    typer.echo("cells: " + ", ".join(f"{n.lower()} {c}" for n, c in counts.items() if c))
+    if table.empty:
+        typer.echo("no finished cell yet")
+        return
+    typer.echo(to_text(table[list(ablate_mod.SHOWN_COLUMNS)], ".3f"))
 
 
 @app.command()
@@ -277,14 +394,6 @@ def doctor(
 
 
 # ------------------------------------------------------------------------------------------------
-OutOpt = Annotated[Optional[Path], typer.Option("--out", help="Write the table as .csv or .md.")]
-StorageOpt = Annotated[Optional[str], typer.Option(
-    "--storage", help="Optuna storage URL (any SQLAlchemy RDB URL). Default: "
-                      "sqlite:///CWD/mlruns/optuna.db (CWD = the working directory), which serves "
-                      "the workers of one machine; with workers on several machines use "
-                      "PostgreSQL: postgresql://USER:PASSWORD@HOST:PORT/DB.")]
-
-
 @study_app.command("run")
 def study_run(
     ctx: typer.Context,
@@ -301,7 +410,8 @@ def study_run(
     set_: SetOpt = None,
     data: DataOpt = None,
     export: Annotated[Optional[Path], typer.Option(
-        "--export", help="Write the best trial's full config TOML here.")] = None,
+        "--export", help="Write the best trial's full config TOML here (with --verify-top: the "
+                         "verified winner's, if any).")] = None,
     keep_checkpoints: Annotated[bool, typer.Option(
         "--keep-checkpoints", help="Keep every trial's checkpoint files (default: deleted after "
                                    "the trial; the best config is exported instead).")] = False,
@@ -309,22 +419,17 @@ def study_run(
         "--doctor", help="Run `doctor` on every trial's config before training it and tag the "
                          "trial's run with doctor.flags / doctor.flagged.")] = False,
     skip_bad: SkipBadOpt = False,
-    workers: Annotated[int, typer.Option(
-        "--workers", min=1, help="Worker processes on this machine, each training one trial at a "
-                                 "time (torch threads: --threads, default the CPUs shared out). "
-                                 "The same command on other machines (same --storage and "
-                                 "--tracking-uri) joins the study.")] = 1,
-    join: Annotated[bool, typer.Option(
-        "--join", help="Add no trials: work on the trials other `study run` commands queued "
-                       "(the study must exist).")] = False,
-    heartbeat_interval: Annotated[int, typer.Option(
-        "--heartbeat-interval", min=1, help="Seconds between a running trial's heartbeats.")
-    ] = study_mod.HEARTBEAT_INTERVAL,
-    grace_period: Annotated[int, typer.Option(
-        "--grace-period", min=2, help="Seconds without a heartbeat after which a running trial "
-                                      "counts as dead (worker killed, machine lost): it is failed "
-                                      "and retried once, resuming from its last checkpoint.")
-    ] = study_mod.GRACE_PERIOD,
+    workers: WorkersOpt = None,
+    gpus: GpusOpt = None,
+    workers_per_gpu: WorkersPerGpuOpt = 1,
+    join: JoinOpt = False,
+    heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
+    grace_period: GraceOpt = GRACE_PERIOD,
+    verify_top: Annotated[int, typer.Option(
+        "--verify-top", min=0, help="Afterwards retrain the K best trials and the baseline on "
+                                    "--verify-seeds fresh seeds (`study verify`).")] = 0,
+    verify_seeds: Annotated[int, typer.Option(
+        "--verify-seeds", min=1, help="Fresh seeds per candidate for --verify-top.")] = 3,
 ) -> None:
     """Run or resume (same NAME) an Optuna study; every trial is an MLflow child run of the
     study's parent run (experiment = study name). Prints the best trial, exports the best config,
@@ -338,32 +443,73 @@ def study_run(
     with user_errors():
         overrides = run_overrides(None, None, _sets(set_, skip_bad), data, g.device)
         spec = load_spec(name, preset=preset, overrides=overrides)
-        try:
-            outcome = study_mod.run_study(
-                spec, storage or study_mod.default_storage_url(), g.tracking_uri,
-                n_trials=n_trials, timeout=timeout, export=export,
-                keep_checkpoints=keep_checkpoints, quiet=g.quiet, log=typer.echo, doctor=doctor,
-                workers=workers, join=join, heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period, threads=g.threads, quiet_logs=g.quiet)
-        except Interrupted as exc:
-            typer.echo(f"stopped: {exc}", err=True)
-            raise typer.Exit(128 + exc.signum) from None
-        except study_mod.WorkersFailed as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-    typer.echo(f"study {outcome.name}: parent run {outcome.parent_run_id} (experiment "
-               f"'{outcome.name}'), {len(outcome.trials)} trial(s) in total")
+        options = _engine_options(g, workers, gpus, workers_per_gpu, join=join, timeout=timeout,
+                                  heartbeat_interval=heartbeat_interval,
+                                  grace_period=grace_period, keep_checkpoints=keep_checkpoints,
+                                  doctor=doctor)
+        url = storage or default_storage_url(g.tracking_uri)
+        outcome = study_mod.run_study(spec, url, g.tracking_uri, options, n_trials=n_trials,
+                                      export=None if verify_top else export, log=typer.echo)
+        typer.echo(f"study {outcome.name}: parent run {outcome.parent_run_id} (experiment "
+                   f"'{outcome.name}'), {len(outcome.trials)} trial(s) in total")
+        if verify_top:
+            _verify(spec, url, g, options, verify_top, verify_seeds, export)
+
+
+def _verify(spec, storage_url: str, g: Globals, options: EngineOptions, top: int, seeds: int,
+            export: Optional[Path]) -> None:
+    verify_options = EngineOptions(**{**options.__dict__, "join": False, "timeout": None,
+                                      "doctor": False})
+    result = verify_mod.verify_study(spec, storage_url, g.tracking_uri, verify_options, top,
+                                     seeds, export, log=typer.echo)
+    typer.echo(f"verification {result.name}: parent run {result.parent_run_id}")
+
+
+@study_app.command("verify")
+def study_verify(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(
+        metavar="NAME", help="Study name: studies/NAME.toml (or a path to a TOML), already run.")],
+    top: Annotated[int, typer.Option("--top", min=1, help="How many of the best trials.")] = 3,
+    seeds: Annotated[int, typer.Option(
+        "--seeds", min=1, help="Fresh seeds per candidate (training.seed + 1, + 2, ...).")] = 3,
+    storage: StorageOpt = None,
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    data: DataOpt = None,
+    export: Annotated[Optional[Path], typer.Option(
+        "--export", help="Write the verified winner's config TOML here (nothing when no "
+                         "candidate beats the baseline).")] = None,
+    workers: WorkersOpt = None,
+    gpus: GpusOpt = None,
+    workers_per_gpu: WorkersPerGpuOpt = 1,
+    heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
+    grace_period: GraceOpt = GRACE_PERIOD,
+) -> None:
+    """Retrain the study's baseline and its K best trials on N fresh seeds as paired cells;
+    print each candidate's Δ vs the baseline with its 95 % interval, Holm p and verdict. Running
+    it again trains only what is missing."""
+    g: Globals = ctx.obj
+    with user_errors():
+        overrides = run_overrides(None, None, _sets(set_, False), data, g.device)
+        spec = load_spec(name, preset=preset, overrides=overrides)
+        options = _engine_options(g, workers, gpus, workers_per_gpu,
+                                  heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        _verify(spec, storage or default_storage_url(g.tracking_uri), g, options, top, seeds,
+                export)
 
 
 @study_app.command("show")
 def study_show(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Study name in the storage.")],
     storage: StorageOpt = None,
     out: OutOpt = None,
 ) -> None:
     """Print the trials of a study (state, values, params, MLflow run id) from Optuna storage."""
+    g: Globals = ctx.obj
     with user_errors():
-        study = study_mod.load_study(name, storage or study_mod.default_storage_url())
+        study = study_mod.load_study(name, storage or default_storage_url(g.tracking_uri))
         table = study_mod.trials_frame(study)
         _write_table(table, out)
     typer.echo(to_text(table, ".4f"))

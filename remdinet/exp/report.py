@@ -13,8 +13,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-ABLATION_COLUMNS = ("variant", "disabled", "n_seeds", "psnr_mean", "psnr_std", "ssim_mean",
-                    "ssim_std", "delta_psnr_vs_all_on", "delta_psnr_vs_pre_fix", "band_position")
+from .stats import Paired, holm, paired, verdict
+
+ABLATION_COLUMNS = (
+    "variant", "disabled", "n_seeds", "seeds", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std",
+    "d_psnr", "d_psnr_ci_low", "d_psnr_ci_high", "p_psnr", "p_psnr_holm",
+    "d_ssim", "d_ssim_ci_low", "d_ssim_ci_high", "p_ssim", "p_ssim_holm", "verdict",
+    "ssim_verdict", "d_psnr_vs_pre_fix", "d_psnr_vs_pre_fix_ci_low", "d_psnr_vs_pre_fix_ci_high",
+    "p_psnr_vs_pre_fix_holm", "band_position", "stop_reason")
+ABLATION_SUMMARY_COLUMNS = ("variant", "n_seeds", "psnr_mean", "ssim_mean", "d_psnr",
+                            "d_psnr_ci_low", "d_psnr_ci_high", "p_psnr_holm", "verdict",
+                            "band_position")
+REFERENCE = "reference"
 
 
 def band_position(value: float, band: tuple[float, float]) -> str:
@@ -24,39 +34,83 @@ def band_position(value: float, band: tuple[float, float]) -> str:
     return "below" if value < lo else "above" if value > hi else "inside"
 
 
-def ablation_table(records: Iterable[Mapping[str, Any]], band: tuple[float, float],
-                   all_on: str, pre_fix: str) -> pd.DataFrame:
-    """One row per variant (in first-seen order) from per-run records.
+def _comparisons(by_seed: dict[str, dict[int, float]], order: list[str], reference: str
+                 ) -> dict[str, tuple[Paired, float]]:
+    """Each variant against ``reference`` (paired by seed), with Holm across the family."""
+    if reference not in by_seed:
+        return {v: (paired({}, {}), math.nan) for v in order}
+    others = [v for v in order if v != reference]
+    cmps = {v: paired(by_seed[v], by_seed[reference]) for v in others}
+    adjusted = dict(zip(others, holm([cmps[v].p for v in others])))
+    return {v: (cmps[v], adjusted[v]) for v in others}
 
-    ``records`` carry ``variant``, ``disabled`` (text), ``seed``, ``psnr`` and ``ssim``; ``all_on``
-    and ``pre_fix`` name the variants the deltas are taken against. Std is the sample std over
-    seeds (undefined, NaN, for a single seed).
+
+def ablation_table(records: Iterable[Mapping[str, Any]], band: tuple[float, float],
+                   all_on: str, pre_fix: str, resolution: float = 0.1,
+                   ssim_resolution: float = 0.002,
+                   stopped: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per variant (``all_on`` first, ``pre_fix`` second, then first-seen order) from
+    per-run records carrying ``variant``, ``disabled`` (text), ``seed``, ``psnr`` and ``ssim``.
+
+    ``d_*``: the variant minus ``all_on``, paired by seed (:func:`.stats.paired`), with its 95 %
+    interval, raw and Holm-adjusted p (Holm over the variants of the table) and a verdict;
+    ``*_vs_pre_fix``: the same against ``pre_fix`` (NaN when the table has none). Std is the
+    sample std over seeds (NaN for one seed). ``stopped``: why each variant has the seeds it has.
     """
     runs = pd.DataFrame(list(records))
-    for label in (all_on, pre_fix):
-        if label not in set(runs["variant"]):
-            raise ValueError(f"ablation table: baseline variant {label!r} has no runs")
-    order = list(dict.fromkeys(runs["variant"]))
-    grouped = runs.groupby("variant", sort=False)
-    table = pd.DataFrame({
-        "variant": order,
-        "disabled": [grouped.get_group(v)["disabled"].iloc[0] for v in order],
-        "n_seeds": [len(grouped.get_group(v)) for v in order],
-        "psnr_mean": [grouped.get_group(v)["psnr"].mean() for v in order],
-        "psnr_std": [grouped.get_group(v)["psnr"].std(ddof=1) for v in order],
-        "ssim_mean": [grouped.get_group(v)["ssim"].mean() for v in order],
-        "ssim_std": [grouped.get_group(v)["ssim"].std(ddof=1) for v in order],
-    })
-    by_variant = table.set_index("variant")["psnr_mean"]
-    table["delta_psnr_vs_all_on"] = table["psnr_mean"] - by_variant[all_on]
-    table["delta_psnr_vs_pre_fix"] = table["psnr_mean"] - by_variant[pre_fix]
-    table["band_position"] = [band_position(v, band) for v in table["psnr_mean"]]
-    return table[list(ABLATION_COLUMNS)]
+    if runs.empty or all_on not in set(runs["variant"]):
+        raise ValueError(f"ablation table: baseline variant {all_on!r} has no runs")
+    dup = runs[runs.duplicated(["variant", "seed"], keep=False)]
+    if not dup.empty:
+        first = dup.iloc[0]
+        raise ValueError(f"ablation table: variant {first['variant']!r} has several runs of seed "
+                         f"{first['seed']}")
+    seen = list(dict.fromkeys(runs["variant"]))
+    order = [v for v in (all_on, pre_fix) if v in seen] + [v for v in seen
+                                                           if v not in (all_on, pre_fix)]
+    groups = {v: runs[runs["variant"] == v] for v in order}
+    psnr = {v: dict(zip(g["seed"], g["psnr"])) for v, g in groups.items()}
+    ssim = {v: dict(zip(g["seed"], g["ssim"])) for v, g in groups.items()}
+    vs_on_psnr = _comparisons(psnr, order, all_on)
+    vs_on_ssim = _comparisons(ssim, order, all_on)
+    vs_pre = _comparisons(psnr, order, pre_fix)
+    rows = []
+    for v in order:
+        g = groups[v]
+        row: dict[str, Any] = {
+            "variant": v, "disabled": g["disabled"].iloc[0], "n_seeds": len(g),
+            "seeds": ",".join(str(int(s)) for s in sorted(g["seed"])),
+            "psnr_mean": g["psnr"].mean(), "psnr_std": g["psnr"].std(ddof=1),
+            "ssim_mean": g["ssim"].mean(), "ssim_std": g["ssim"].std(ddof=1)}
+        for metric, cmps, res, unit in (("psnr", vs_on_psnr, resolution, "dB"),
+                                        ("ssim", vs_on_ssim, ssim_resolution, "")):
+            cmp, adj = cmps.get(v, (Paired(len(g), 0.0, math.nan, math.nan, math.nan, "none"),
+                                    math.nan))
+            row.update({f"d_{metric}": cmp.mean, f"d_{metric}_ci_low": cmp.ci_low,
+                        f"d_{metric}_ci_high": cmp.ci_high, f"p_{metric}": cmp.p,
+                        f"p_{metric}_holm": adj})
+            name = "verdict" if metric == "psnr" else "ssim_verdict"
+            row[name] = REFERENCE if v == all_on else verdict(cmp, adj, res, unit)
+        cmp, adj = vs_pre.get(v, (Paired(len(g), 0.0 if v == pre_fix else math.nan, math.nan,
+                                         math.nan, math.nan, "none"), math.nan))
+        row.update({"d_psnr_vs_pre_fix": cmp.mean, "d_psnr_vs_pre_fix_ci_low": cmp.ci_low,
+                    "d_psnr_vs_pre_fix_ci_high": cmp.ci_high, "p_psnr_vs_pre_fix_holm": adj,
+                    "band_position": band_position(row["psnr_mean"], band),
+                    "stop_reason": (stopped or {}).get(v, "")})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(ABLATION_COLUMNS))
+
+
+def ablation_markdown(table: pd.DataFrame) -> str:
+    """The summary columns as Markdown, under a line saying what the numbers are."""
+    head = ("Δ = variant − all-on, paired by seed; 95 % Student-t interval; p Holm-corrected "
+            "across the variants (paired t below 6 seeds, Wilcoxon signed-rank from 6).\n\n")
+    return head + to_markdown(table[[c for c in ABLATION_SUMMARY_COLUMNS if c in table.columns]])
 
 
 def _cell(value: Any, floatfmt: str) -> str:
     if isinstance(value, (float, np.floating)):
-        return "nan" if math.isnan(value) else format(float(value), floatfmt)
+        return "–" if math.isnan(value) else format(float(value), floatfmt)
     return str(value).replace("|", "\\|")
 
 
@@ -77,33 +131,56 @@ def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
 
 def to_text(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    return df.to_string(index=False, float_format=lambda v: format(v, floatfmt))
+    return df.to_string(index=False, na_rep="–",
+                        float_format=lambda v: "–" if math.isnan(v) else format(v, floatfmt))
 
 
 def ablation_chart(table: pd.DataFrame, band: tuple[float, float], reference_psnr: float,
-                   title: str = "Ablation: validation PSNR per variant") -> Figure:
-    """Bars of mean PSNR with std error bars, the reference band shaded, the reference line."""
-    n = len(table)
-    fig = Figure(figsize=(max(6.0, 1.1 * n + 2.0), 4.8))
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(n)
-    means = table["psnr_mean"].to_numpy(dtype=float)
-    # a single seed has no std (NaN): matplotlib draws no error bar for it
-    yerr = table["psnr_std"].to_numpy(dtype=float)
-    ax.bar(x, means, yerr=yerr, capsize=4, color="#4c72b0", zorder=3)
-    ax.axhspan(band[0], band[1], color="#dd8452", alpha=0.25, zorder=1,
-               label=f"reference band {band[0]:g}-{band[1]:g} dB")
-    ax.axhline(reference_psnr, color="#c44e52", linestyle="--", zorder=4,
-               label=f"reference {reference_psnr:g} dB")
-    ax.set_xticks(x)
-    ax.set_xticklabels(table["variant"], rotation=30, ha="right")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3, zorder=0)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    lower = means - np.nan_to_num(yerr)
-    bottom = np.concatenate([lower[np.isfinite(lower)], [band[0], reference_psnr]]).min()
-    ax.set_ylim(max(0.0, bottom - 2.0), None)
+                   title: str = "Ablation: paired ΔPSNR vs all-on, and PSNR per variant"
+                   ) -> Figure:
+    """Left: a forest plot of ΔPSNR per variant (vs all-on, paired by seed) with its 95 %
+    interval and verdict, a zero line. Right: mean PSNR per variant (± std where there are two
+    seeds or more), the reference band shaded, the reference line."""
+    rows = table.iloc[1:] if len(table) > 1 else table
+    n = len(rows)
+    fig = Figure(figsize=(13.0, 0.55 * max(n, len(table)) + 2.2))
+    forest, absolute = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1.0]})
+    y = np.arange(n)[::-1]
+    means = rows["d_psnr"].to_numpy(dtype=float)
+    lo = rows["d_psnr_ci_low"].to_numpy(dtype=float)
+    hi = rows["d_psnr_ci_high"].to_numpy(dtype=float)
+    has = np.isfinite(lo) & np.isfinite(hi)
+    forest.errorbar(means[has], y[has], xerr=[means[has] - lo[has], hi[has] - means[has]],
+                    fmt="o", color="#4c72b0", capsize=4, zorder=3)
+    forest.plot(means[~has], y[~has], "o", color="#8c8c8c", zorder=3)
+    forest.axvline(0.0, color="#c44e52", linestyle="--", zorder=2)
+    for yi, m, h, text in zip(y, means, np.where(has, hi, means), rows["verdict"]):
+        if np.isfinite(m):
+            forest.annotate(str(text), (h, yi), xytext=(6, 0), textcoords="offset points",
+                            va="center", fontsize=7)
+    forest.set_yticks(y)
+    forest.set_yticklabels(rows["variant"])
+    forest.set_xlabel("ΔPSNR vs all-on (dB), 95 % interval")
+    forest.set_title(title, fontsize=10, loc="left")
+    forest.grid(axis="x", alpha=0.3, zorder=0)
+    finite = np.concatenate([means[np.isfinite(means)], lo[has], hi[has], [0.0]])
+    span = max(float(finite.max() - finite.min()), 0.5)
+    forest.set_xlim(finite.min() - 0.1 * span, finite.max() + 0.6 * span)
+
+    ya = np.arange(len(table))[::-1]
+    psnr = table["psnr_mean"].to_numpy(dtype=float)
+    std = table["psnr_std"].to_numpy(dtype=float)
+    absolute.barh(ya, psnr, xerr=np.where(np.isfinite(std), std, 0.0), capsize=3,
+                  color="#4c72b0", zorder=3)
+    absolute.axvspan(band[0], band[1], color="#dd8452", alpha=0.25, zorder=1,
+                     label=f"pre-fix band {band[0]:g}-{band[1]:g} dB")
+    absolute.axvline(reference_psnr, color="#c44e52", linestyle="--", zorder=4,
+                     label=f"reference {reference_psnr:g} dB")
+    absolute.set_yticks(ya)
+    absolute.set_yticklabels(table["variant"])
+    absolute.set_xlabel("PSNR (dB), mean over seeds")
+    absolute.grid(axis="x", alpha=0.3, zorder=0)
+    absolute.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     return fig
 

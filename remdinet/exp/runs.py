@@ -107,6 +107,7 @@ def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
                       log=log)
     if tracker is not None:
         log_data_info(tracker, run_id, trainer.data.info)
+        tracker.set_tags(run_id, {"device": str(trainer.device)})
     result = trainer.fit(resume=resume)
     final = selected.final_metrics(result)
     if tracker is not None:

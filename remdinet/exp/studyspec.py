@@ -181,11 +181,13 @@ class StudySpec:
     def make_sampler(self, n_existing_trials: int) -> optuna.samplers.BaseSampler:
         """The sampler, seeded with ``seed + n_existing_trials`` so a resumed study does not
         replay the random start-up suggestions of the first session (the study's workers pass the
-        trial number, so no two trials share a random stream). The grid sampler keeps ``seed``:
-        its seed shuffles the grid, and every process and session must see the same order."""
+        trial number, so no two trials share a random stream).
+
+        A grid study enqueues each of its points with every parameter fixed, so no sampler is
+        consulted; Optuna's GridSampler is not used because it counts only the points it handed
+        out itself (it would re-run enqueued points, and fails on a one-point grid)."""
         if self.sampler == "grid":
-            return optuna.samplers.GridSampler({k: p.grid() for k, p in self.space.items()},
-                                               seed=self.seed, **self.sampler_options)
+            return optuna.samplers.RandomSampler(seed=self.seed)
         return SAMPLERS[self.sampler](seed=self.seed + n_existing_trials, **self.sampler_options)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
@@ -427,6 +429,9 @@ def load_spec(name: str | Path, preset: str | None = None,
             if p.kind == "float" and p.step is None:
                 raise _err(src, f'[space."{key}"]', "the grid sampler needs a step for float "
                                                     "parameters")
+        if study.get("sampler_options"):
+            raise _err(src, "[study.sampler_options]", "the grid sampler takes no options: "
+                                                       "its points run in order, each once")
     pruner = study.get("pruner", "none" if multi else "median")
     if pruner not in PRUNERS:
         raise _err(src, "[study] pruner", f"unknown pruner {pruner!r}; valid: {', '.join(PRUNERS)}")

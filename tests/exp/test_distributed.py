@@ -21,41 +21,18 @@ from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from remdinet.exp.study import FAIL_ATTR, PARENT_ATTR, RUN_ATTR, WORKER_ATTR
-from remdinet.exp.workers import TrialQueue
+from pg_server import needs_server
+from remdinet.exp.engine import FAIL_ATTR, PARENT_ATTR, RUN_ATTR, WORKER_ATTR
 
 pytestmark = pytest.mark.slow
-
-PG_URL = os.environ.get("REMDINET_TEST_PG_URL")
-needs_server = pytest.mark.skipif(
-    PG_URL is None, reason="REMDINET_TEST_PG_URL is not set (start a server with "
-                           "scripts/pg_test_server.sh start; .ci/run does)")
 STUDY = "dist"
 WAIT = 420  # seconds a CLI run of these tests may take on a loaded 2-core machine
-
-
-@pytest.fixture
-def pg_database():
-    """Factory of fresh, empty databases on the test server (dropped afterwards)."""
-    admin = sqlalchemy.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    made = []
-
-    def make(kind: str) -> str:
-        name = f"remdinet_{kind}_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return f"{PG_URL.rsplit('/', 1)[0]}/{name}"
-
-    yield make
-    with admin.connect() as conn:
-        for name in made:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.dispose()
+# a tiny epoch is a fraction of a second: longer ones leave the waiter time to see a trial between
+# its first checkpoint and its end
+LONG_EPOCHS = ("--set", "training.max_train_batches=16")
 
 
 def write_spec(tmp_path: Path) -> Path:
@@ -159,7 +136,7 @@ def test_three_workers_run_exactly_nine_trials_each_one_mlflow_child_of_one_pare
     assert all(t.state == TrialState.COMPLETE for t in done)
     workers = {t.user_attrs[WORKER_ATTR] for t in done}
     assert 2 <= len(workers) <= 3  # trials are shared out (a slow-starting worker may get none)
-    assert TrialQueue(optuna.storages.RDBStorage(storage), STUDY).pending() == 0
+    assert optuna.get_all_study_names(storage) == [STUDY]  # no helper study beside it
     client = MlflowClient(tracking)
     (parent,) = parents(client)
     study = optuna.load_study(study_name=STUDY, storage=storage)
@@ -176,7 +153,8 @@ def test_a_sigkilled_workers_trial_is_failed_after_the_grace_period_and_retried_
         tmp_path, pg_database):
     storage, tracking = pg_database("optuna"), pg_database("mlflow")
     proc, log = start_cli(tmp_path, tracking, "--storage", storage, "--workers", "3",
-                         "--n-trials", "6", "--heartbeat-interval", "1", "--grace-period", "3")
+                         "--n-trials", "6", "--heartbeat-interval", "1", "--grace-period", "3",
+                         *LONG_EPOCHS)
     victim = wait_for_trial_past_first_epoch(tmp_path, storage, proc, log)
     pid = int(victim.user_attrs[WORKER_ATTR].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGKILL)
@@ -234,7 +212,7 @@ def test_sigterm_stops_at_the_epoch_boundary_and_the_retry_resumes_from_the_chec
     # two workers, one trial: the signal reaches the workers through the launching process, one
     # worker is training, the other waiting for it
     proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--n-trials", "1",
-                          "--workers", "2")
+                          "--workers", "2", *LONG_EPOCHS)
     victim = wait_for_trial_past_first_epoch(tmp_path, storage_url, proc, log)
     proc.send_signal(signal.SIGTERM)
     code, output = finish(proc, log)
@@ -259,7 +237,7 @@ def test_sigterm_stops_at_the_epoch_boundary_and_the_retry_resumes_from_the_chec
     (parent,) = parents(client)
     assert parent.info.status == "KILLED"
 
-    proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--join")
+    proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--join", *LONG_EPOCHS)
     code, output = finish(proc, log)
     assert code == 0, output
     stopped, retried = trials(storage_url)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from remdinet.config import ConfigError
 from remdinet.exp import ablate as ablate_mod
 from remdinet.exp import study as study_mod
+from remdinet.exp.engine import EngineOptions
 from remdinet.exp.cli import app
 from remdinet.exp.doctor import EXPERIMENT, fix_overrides
 from remdinet.exp.presets import load_preset
@@ -76,7 +77,8 @@ def test_ablate_with_doctor_tags_each_variant_run_with_its_doctor_summary(tracki
     base = {**load_preset("tiny"), "training.device": "cpu",
             "training.output_dir": str(tmp_path / "outputs")}
     variants = ablate_mod.build_variants(grid="none")  # all-on and all-off only
-    ablate_mod.run_ablation(Tracker(tracking_uri), base, variants, grid="none", quiet=True,
+    ablate_mod.run_ablation(base, variants, "doc", f"sqlite:///{tmp_path / 'optuna.db'}",
+                            tracking_uri, EngineOptions(quiet=True), grid="none",
                             log=lambda _m: None, doctor=True)
     _, doctors = _runs(tracking_uri, EXPERIMENT)
     doctor_runs = {r.info.run_id: r for r in doctors}
@@ -109,8 +111,8 @@ def test_study_run_with_doctor_tags_each_trial_run(tracking_uri, storage_url, tm
         low = 0.05
         high = 0.2
         """))
-    study_mod.run_study(load_spec(path), storage_url, tracking_uri, quiet=True,
-                        log=lambda _m: None, doctor=True)
+    study_mod.run_study(load_spec(path), storage_url, tracking_uri,
+                        EngineOptions(quiet=True, doctor=True), log=lambda _m: None)
     _, (doctor_run,) = _runs(tracking_uri, EXPERIMENT)
     _, runs = _runs(tracking_uri, "s")
     (trial,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

@@ -13,7 +13,7 @@ from remdinet.config import Config, resolve
 from remdinet.data import ensure_dataset
 from remdinet.exp.cli import app
 from remdinet.exp.presets import load_preset
-from remdinet.exp.study import PARENT_ATTR, RUN_ATTR
+from remdinet.exp.engine import PARENT_ATTR, RUN_ATTR
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 runner = CliRunner()
@@ -62,7 +62,8 @@ def test_ablation_of_one_fix_logs_parent_children_epoch_metrics_and_table(tracki
         "ablation/ablation.csv", "ablation/ablation.md", "ablation/ablation.png"}
     table = pd.read_csv(client.download_artifacts(parent, "ablation/ablation.csv", str(tmp_path)))
     assert list(table["variant"]) == ["all-on", "all-off (pre-fix)", "-mask_unfreeze"]
-    assert table.loc[0, "delta_psnr_vs_all_on"] == 0.0
+    assert table.loc[0, "d_psnr"] == 0.0
+    assert set(table["verdict"]) == {"reference", "1 seed: no interval"}
     assert set(table["band_position"]) <= {"below", "inside", "above"}
 
     out = tmp_path / "compare.md"

@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from remdinet.exp.report import (ABLATION_COLUMNS, ablation_chart, ablation_table, band_position,
-                                 runs_frame, sample_grid, to_markdown)
+from remdinet.exp.report import (ABLATION_COLUMNS, ablation_chart, ablation_markdown,
+                                 ablation_table, band_position, runs_frame, sample_grid,
+                                 to_markdown)
+from remdinet.exp.stats import ONE_SEED, holm
 
 RECORDS = [
     {"variant": "all-on", "disabled": "-", "seed": 1, "psnr": 20.0, "ssim": 0.80},
@@ -31,9 +33,29 @@ def test_ablation_table_aggregates_seeds_and_takes_deltas_against_both_baselines
     assert row["psnr_mean"] == pytest.approx(21.0)
     assert row["psnr_std"] == pytest.approx(np.std([20.0, 22.0], ddof=1))
     assert row["ssim_mean"] == pytest.approx(0.82)
-    assert row["delta_psnr_vs_all_on"] == pytest.approx(0.0)
-    assert row["delta_psnr_vs_pre_fix"] == pytest.approx(21.0 - 18.2)
+    assert row["d_psnr"] == pytest.approx(0.0)
+    assert row["verdict"] == "reference"
+    assert row["d_psnr_vs_pre_fix"] == pytest.approx(21.0 - 18.2)
+    x = table.set_index("variant").loc["-x"]
+    assert x["d_psnr"] == pytest.approx(-3.75)  # seed 1: -3.0, seed 2: -4.5
+    assert x["seeds"] == "1,2"
     assert list(table["band_position"]) == ["above", "inside", "below"]
+
+
+def test_holm_is_applied_across_the_variants_of_the_table():
+    table = ablation_table(RECORDS, (18.0, 19.0), all_on="all-on", pre_fix="pre").iloc[1:]
+    assert list(table["p_psnr_holm"]) == pytest.approx(holm(list(table["p_psnr"])))
+
+
+def test_one_seed_gives_a_plain_verdict_and_no_nan_in_the_markdown():
+    table = ablation_table([r for r in RECORDS if r["seed"] == 1], (18, 19), "all-on", "pre")
+    assert list(table["verdict"]) == ["reference", ONE_SEED, ONE_SEED]
+    assert "nan" not in ablation_markdown(table).lower()
+
+
+def test_a_duplicated_cell_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="'-x' has several runs of seed 2"):
+        ablation_table(RECORDS + [RECORDS[-1]], (18, 19), "all-on", "pre")
 
 
 def test_single_seed_std_is_undefined():
@@ -41,9 +63,11 @@ def test_single_seed_std_is_undefined():
     assert table["psnr_std"].isna().all()
 
 
-def test_missing_baseline_variant_is_an_error():
-    with pytest.raises(ValueError, match="baseline variant 'pre'"):
-        ablation_table([r for r in RECORDS if r["variant"] != "pre"], (18, 19), "all-on", "pre")
+def test_missing_all_on_is_an_error_and_a_missing_pre_fix_leaves_its_columns_empty():
+    with pytest.raises(ValueError, match="baseline variant 'all-on'"):
+        ablation_table([r for r in RECORDS if r["variant"] != "all-on"], (18, 19), "all-on", "pre")
+    table = ablation_table([r for r in RECORDS if r["variant"] != "pre"], (18, 19), "all-on", "pre")
+    assert table["d_psnr_vs_pre_fix"].isna().all()
 
 
 def test_band_position_edges_are_inside_and_nan_is_undefined():
@@ -58,17 +82,20 @@ def test_markdown_table_has_header_rule_and_right_aligned_numbers():
     assert lines[0].split("|")[1].strip() == "variant"
     assert lines[1].endswith(":|")  # numeric column right-aligned
     assert "a\\|b" in lines[2] and "1.23" in lines[2]
-    assert "nan" in lines[3]
+    assert "–" in lines[3]
     assert len({len(line) for line in lines}) == 1
 
 
-def test_ablation_chart_draws_bars_band_and_reference_line():
-    table = ablation_table(RECORDS, (18.0, 19.0), "all-on", "pre")
+@pytest.mark.parametrize("seeds", [(1,), (1, 2)])
+def test_ablation_chart_is_a_forest_plot_beside_absolute_psnr_with_the_band(seeds):
+    table = ablation_table([r for r in RECORDS if r["seed"] in seeds], (18.0, 19.0), "all-on",
+                           "pre")
     fig = ablation_chart(table, (18.0, 19.0), 18.5)
-    ax = fig.axes[0]
-    assert len(ax.patches) >= 3  # one bar per variant (+ the band polygon)
-    assert any(line.get_ydata()[0] == 18.5 for line in ax.lines)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["all-on", "pre", "-x"]
+    forest, absolute = fig.axes
+    assert [t.get_text() for t in forest.get_yticklabels()] == ["pre", "-x"]  # top down
+    assert any(len(line.get_xdata()) and line.get_xdata()[0] == 0.0 for line in forest.lines)
+    assert [t.get_text() for t in absolute.get_yticklabels()] == ["all-on", "pre", "-x"]
+    assert any(line.get_xdata()[0] == 18.5 for line in absolute.lines)
 
 
 def test_sample_grid_has_three_panels_per_image_and_blank_target_when_unpaired():

@@ -6,9 +6,10 @@ import textwrap
 import optuna
 import pytest
 
-from remdinet.config import Config
-from remdinet.exp.study import (PruningCallback, open_study, default_storage_url, load_study,
-                                open_storage, summarize, trials_frame)
+from remdinet.config import Config, ConfigError
+from remdinet.exp.engine import (Engine, EngineOptions, PruningCallback, default_storage_url,
+                                 open_storage, open_study)
+from remdinet.exp.study import StudyJob, _enqueue, load_study, summarize, trials_frame
 from remdinet.exp.studyspec import StudySpecError, load_spec
 from remdinet.exp.tracking import Tracker
 
@@ -49,21 +50,26 @@ def test_pruning_callback_lets_a_good_trial_continue():
 
 def test_default_storage_is_sqlite_under_mlruns(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert default_storage_url() == f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'optuna.db'}"
+    assert default_storage_url(None) == f"sqlite:///{tmp_path.resolve() / 'mlruns' / 'optuna.db'}"
+
+
+def test_default_storage_sits_beside_a_sqlite_tracking_store(tmp_path):
+    tracking = f"sqlite:///{tmp_path / 'elsewhere' / 'mlflow.db'}"
+    assert default_storage_url(tracking) == f"sqlite:///{tmp_path / 'elsewhere' / 'optuna.db'}"
 
 
 def test_resuming_with_a_changed_space_is_refused(tmp_path, storage_url):
     storage = open_storage(storage_url)
-    study, _ = open_study(load_spec(spec_file(tmp_path, 0.2)), storage)
+    study, _ = open_study(StudyJob(load_spec(spec_file(tmp_path, 0.2))), storage)
     assert study.user_attrs["spec_fingerprint"]
-    open_study(load_spec(spec_file(tmp_path, 0.2)), storage)  # unchanged: fine
-    with pytest.raises(StudySpecError, match="different objective, search space or base config"):
-        open_study(load_spec(spec_file(tmp_path, 0.3)), storage)
+    open_study(StudyJob(load_spec(spec_file(tmp_path, 0.2))), storage)  # unchanged: fine
+    with pytest.raises(ConfigError, match=r"different definition: space\.color_thresholds\.min_saturation"):
+        open_study(StudyJob(load_spec(spec_file(tmp_path, 0.3))), storage)
 
 
 def test_trials_table_names_params_by_config_key_and_shows_the_run_id(tmp_path, storage_url):
     storage = open_storage(storage_url)
-    study, _ = open_study(load_spec(spec_file(tmp_path, 0.2)), storage)
+    study, _ = open_study(StudyJob(load_spec(spec_file(tmp_path, 0.2))), storage)
     space = {"color_thresholds.min_saturation": optuna.distributions.FloatDistribution(0.05, 0.2)}
     trial = study.ask(space)
     trial.set_user_attr("mlflow_run_id", "abc")
@@ -71,12 +77,12 @@ def test_trials_table_names_params_by_config_key_and_shows_the_run_id(tmp_path, 
     df = trials_frame(load_study("s", storage_url))
     assert list(df["mlflow_run_id"]) == ["abc"]
     assert "color_thresholds.min_saturation" in df.columns
-    assert df.loc[0, "value"] == 12.5 and df.loc[0, "state"] == "COMPLETE"
+    assert df.loc[0, "value_psnr"] == 12.5 and df.loc[0, "state"] == "COMPLETE"  # metric named
 
 
 def test_loading_a_missing_study_lists_the_existing_ones(tmp_path, storage_url):
-    open_study(load_spec(spec_file(tmp_path, 0.2, "present")), open_storage(storage_url))
-    with pytest.raises(StudySpecError, match=r"no study 'absent'.*present"):
+    open_study(StudyJob(load_spec(spec_file(tmp_path, 0.2, "present"))), open_storage(storage_url))
+    with pytest.raises(ConfigError, match=r"no study 'absent'.*present"):
         load_study("absent", storage_url)
 
 
@@ -114,3 +120,27 @@ def test_summary_of_a_multi_objective_study_exports_the_front_member_best_on_the
     plots = {a.path for a in tracker.client.list_artifacts(parent, "plots")}
     assert {"plots/optimization_history_ssim.png", "plots/parallel_coordinate_psnr.png",
             "plots/importances_ssim.png"} <= plots
+
+
+def test_a_grid_study_queues_each_point_once_with_every_parameter_fixed(
+        tmp_path, storage_url, tracking_uri):
+    path = tmp_path / "g.toml"
+    path.write_text(textwrap.dedent("""
+        [study]
+        preset = "tiny"
+        sampler = "grid"
+        [space."color_thresholds.min_saturation"]
+        type = "float"
+        low = 0.05
+        high = 0.2
+        step = 0.05
+        """))
+    spec = load_spec(path, overrides={"training.output_dir": str(tmp_path / "out")})
+    said: list[str] = []
+    with Engine(StudyJob(spec), storage_url, tracking_uri, EngineOptions(), said.append) as engine:
+        _enqueue(engine, spec, 3, said.append)
+        _enqueue(engine, spec, 5, said.append)  # a second session asks for more than is left
+        queued = [t.system_attrs["fixed_params"]["color_thresholds.min_saturation"]
+                  for t in engine.trials()]
+    assert sorted(queued) == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    assert said == ["the grid has 4 points and 3 are taken: queuing 1 trial(s), not 5"]

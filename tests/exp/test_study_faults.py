@@ -13,14 +13,14 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-import remdinet.exp.study as study_mod
+import remdinet.exp.engine._runner as runner_mod
 from remdinet.exp.cli import app
-from remdinet.exp.study import (FAIL_ATTR, RUN_ATTR, WORKER_ATTR, DivergenceGuard, PruningCallback,
-                                Retrier, TrialFailure, _parent_run, open_storage, open_study,
-                                trials_frame)
+from remdinet.exp.engine import (FAIL_ATTR, RUN_ATTR, WORKER_ATTR, DivergenceGuard,
+                                 PruningCallback, Retrier, TrialFailure, experimental_ok,
+                                 open_storage, open_study, parent_run)
+from remdinet.exp.study import StudyJob, trials_frame
 from remdinet.exp.studyspec import load_spec
 from remdinet.exp.tracking import Tracker
-from remdinet.exp.workers import TrialQueue
 from remdinet.training.trainer import Trainer
 
 runner = CliRunner()
@@ -75,9 +75,9 @@ def test_of_processes_racing_to_start_a_new_study_one_creates_it_and_its_only_pa
 
     def start():
         storage = open_storage(storage_url)
-        study, created = open_study(spec, storage)
-        parent = _parent_run(study, spec, Tracker(tracking_uri), exp_id,
-                             storage.get_study_id_from_name(spec.name), created)
+        study, created = open_study(StudyJob(spec), storage)
+        parent = parent_run(study, StudyJob(spec), Tracker(tracking_uri), created,
+                            storage.get_study_id_from_name(spec.name))
         with lock:
             results.append((created, parent))
 
@@ -100,7 +100,6 @@ def test_a_stale_trial_is_failed_its_run_killed_and_it_is_retried_once(tmp_path,
     retrier = Retrier(tracker, grace_period=1, log=messages.append)
     storage = open_storage(storage_url, heartbeat_interval=1, grace_period=1,
                            on_stale=retrier.on_stale)
-    retrier.queue = TrialQueue(storage, "stale")
     study = optuna.create_study(study_name="stale", storage=storage, direction="maximize")
     exp_id = tracker.experiment_id("stale")
 
@@ -116,7 +115,7 @@ def test_a_stale_trial_is_failed_its_run_killed_and_it_is_retried_once(tmp_path,
 
     run_id = start_and_die(study.ask())
     time.sleep(2.5)
-    with study_mod._experimental_ok():
+    with experimental_ok():
         optuna.storages.fail_stale_trials(study)
     first, retry = study.get_trials()
     assert first.state == TrialState.FAIL
@@ -124,7 +123,7 @@ def test_a_stale_trial_is_failed_its_run_killed_and_it_is_retried_once(tmp_path,
     assert retry.system_attrs["failed_trial"] == 0
     assert retry.params == first.params
     assert RUN_ATTR not in retry.user_attrs and WORKER_ATTR not in retry.user_attrs
-    assert retrier.queue.pending() == 1  # the retry does not use up a requested trial
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1  # the retry is queued
     run = tracker.client.get_run(run_id)
     assert run.info.status == "KILLED"
     assert "no heartbeat from its worker host:123 for more than 1 s" in run.data.tags[FAIL_ATTR]
@@ -132,18 +131,18 @@ def test_a_stale_trial_is_failed_its_run_killed_and_it_is_retried_once(tmp_path,
 
     start_and_die(study.ask())  # the retry is popped from the queue, and dies too
     time.sleep(2.5)
-    with study_mod._experimental_ok():
+    with experimental_ok():
         optuna.storages.fail_stale_trials(study)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
     assert "trial 1 is not retried: it is already the retry of trial 0" in messages[-1]
-    assert retrier.queue.pending() == 1
+    assert not study.get_trials(states=(TrialState.WAITING,))
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_thread")
 def test_a_raising_and_a_diverging_trial_fail_with_their_reason_and_the_study_goes_on(
         tmp_path, tracking_uri, storage_url, monkeypatch):
-    real_train = study_mod.train_in_run
+    real_train = runner_mod.train_in_run
     real_epoch = Trainer._train_epoch
 
     def train(tracker, run_id, cfg, **kwargs):
@@ -157,7 +156,7 @@ def test_a_raising_and_a_diverging_trial_fail_with_their_reason_and_the_study_go
             metrics["train_loss"] = math.nan  # every batch diverged
         return metrics
 
-    monkeypatch.setattr(study_mod, "train_in_run", train)
+    monkeypatch.setattr(runner_mod, "train_in_run", train)
     monkeypatch.setattr(Trainer, "_train_epoch", epoch)
     spec = spec_file(tmp_path, 'n_trials = 3\nsampler = "grid"')
     result = runner.invoke(app, ["--tracking-uri", tracking_uri, "--quiet", "study", "run",

@@ -1,4 +1,4 @@
-"""Worker plumbing: the shared trial queue, stop requests on signals, worker processes."""
+"""Worker plumbing: stop requests on signals, worker processes and their environments."""
 from __future__ import annotations
 
 import os
@@ -7,47 +7,22 @@ import subprocess
 import sys
 import threading
 
-import optuna
 import pytest
 
-from remdinet.exp.study import open_storage
-from remdinet.exp.workers import (Interrupted, StopAtEpochEnd, StopRequest, TrialQueue, WorkerExit,
-                                  run_processes)
-
-
-def test_queue_entries_are_claimed_once_each_by_racing_claimers(storage_url):
-    storage = open_storage(storage_url)
-    TrialQueue(storage, "s").add(12, "test")
-    wins: list[str] = []
-    lock = threading.Lock()
-
-    def claimer(name):
-        queue = TrialQueue(open_storage(storage_url), "s")
-        while queue.claim(name):
-            with lock:
-                wins.append(name)
-
-    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(wins) == 12
-    queue = TrialQueue(storage, "s")
-    assert queue.pending() == 0
-    assert not queue.claim("late")
-
-
-def test_queue_lives_in_a_helper_study_of_its_own(storage_url):
-    storage = open_storage(storage_url)
-    queue = TrialQueue(storage, "s")
-    queue.add(2, "test")
-    assert TrialQueue(storage, "s").study_id == queue.study_id  # reopened, not recreated
-    assert optuna.get_all_study_names(storage) == ["s#queue"]
-    assert queue.pending() == 2
+from remdinet.exp.engine._processes import (Interrupted, StopAtEpochEnd, StopRequest, WorkerExit,
+                                            run_processes)
 
 
 def test_first_signal_is_a_request_and_the_second_acts_at_once():
+    # the suite may run with SIGINT ignored (nohup, a background shell): start from the default
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _signal_twice()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _signal_twice():
     with StopRequest() as stop:
         assert not stop.requested
         os.kill(os.getpid(), signal.SIGINT)
@@ -97,3 +72,16 @@ def test_run_processes_runs_each_target_in_its_own_session(tmp_path):
         parent, session = map(int, (tmp_path / name).read_text().split())
         assert parent == e.pid
         assert session == e.pid != os.getsid(0)  # a new session: signals come only via us
+
+
+ENV_MARKER = ("import os, sys; open(sys.argv[1], 'w').write(os.environ.get("
+              "'CUDA_VISIBLE_DEVICES', '(unset)'))")
+
+
+def test_each_worker_process_starts_with_its_own_environment(tmp_path):
+    kwargs = [{"args": [sys.executable, "-c", ENV_MARKER, str(tmp_path / str(i))]}
+              for i in range(3)]
+    envs = [{"CUDA_VISIBLE_DEVICES": d} for d in ("0", "1", "0")]
+    exits, _ = run_processes(subprocess.call, kwargs, envs)
+    assert all(e.ok for e in exits)
+    assert [(tmp_path / str(i)).read_text() for i in range(3)] == ["0", "1", "0"]

@@ -1,17 +1,9 @@
-"""Running a study in several processes, on one machine or many: the shared trial queue, worker
-processes, and stopping cleanly on SIGINT/SIGTERM.
+"""Worker processes and stopping cleanly on SIGINT/SIGTERM.
 
-Trial queue. ``study run --n-trials N`` adds N entries to the study's queue, a helper Optuna study
-named ``<study>#queue`` in the same storage whose WAITING trials are the trials still to start. A
-worker claims an entry with the storage's atomic WAITING -> RUNNING transition (a row lock on the
-RDB), then starts exactly one trial, so N entries start exactly N trials however many workers, on
-however many machines, race for them. A trial whose worker died is retried through a new entry
-(:mod:`.study`), so it does not eat into the N.
-
-Workers. :func:`run_processes` starts one process per worker (``python -m remdinet.exp.workers``;
-the target and its arguments arrive pickled on stdin) in a session of its own, so a terminal's
-Ctrl-C or a scheduler's SIGTERM reaches the workers only through the launching process, which
-forwards each signal once.
+Workers. :func:`run_processes` starts one process per worker (``python -m
+remdinet.exp.engine``; the target and its arguments arrive pickled on stdin) in a session
+of its own, so a terminal's Ctrl-C or a scheduler's SIGTERM reaches the workers only through the
+launching process, which forwards each signal once.
 
 Signals (:class:`StopRequest`). The first SIGINT or SIGTERM asks the worker to stop: the running
 trial stops at the end of its current epoch (its checkpoint ``last.pth`` is written first) and is
@@ -22,7 +14,6 @@ process dies, and its trial is failed and retried by the heartbeat mechanism).
 """
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import signal
@@ -33,59 +24,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import optuna
-from optuna.exceptions import DuplicatedStudyError
-from optuna.study import StudyDirection
-from optuna.trial import TrialState, create_trial
-
 from remdinet.train import Callback
 
-QUEUE_SUFFIX = "#queue"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# the logger with which Optuna reports a failed trial, traceback included
-OPTUNA_TRIAL_LOGGER = "optuna.study._optimize"
 
 
 def worker_label() -> str:
     """``host:pid`` of this process: names the worker in logs, Optuna and MLflow."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class TrialQueue:
-    """The trials still to start in a study, shared by every worker that opens the same storage."""
-
-    def __init__(self, storage: optuna.storages.RDBStorage, study_name: str):
-        self.storage = storage
-        self.name = study_name + QUEUE_SUFFIX
-        try:
-            self.study_id = storage.create_new_study([StudyDirection.MINIMIZE], self.name)
-        except DuplicatedStudyError:
-            self.study_id = storage.get_study_id_from_name(self.name)
-
-    def add(self, n: int, note: str) -> None:
-        for _ in range(n):
-            self.storage.create_new_trial(self.study_id, template_trial=create_trial(
-                state=TrialState.WAITING, system_attrs={"note": note}))
-
-    def pending(self) -> int:
-        return len(self.storage.get_all_trials(self.study_id, deepcopy=False,
-                                               states=(TrialState.WAITING,)))
-
-    def claim(self, worker: str) -> bool:
-        """Take one entry; False when none is left. Exactly one caller wins each entry."""
-        for entry in self.storage.get_all_trials(self.study_id, deepcopy=False,
-                                                 states=(TrialState.WAITING,)):
-            entry_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id,
-                                                                           entry.number)
-            try:
-                won = self.storage.set_trial_state_values(entry_id, TrialState.RUNNING)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # another worker claimed and closed it since the listing
-            if won:
-                self.storage.set_trial_user_attr(entry_id, "claimed_by", worker)
-                self.storage.set_trial_state_values(entry_id, TrialState.COMPLETE, values=[0.0])
-                return True
-        return False
 
 
 class Interrupted(KeyboardInterrupt):
@@ -100,15 +46,6 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-class _NoInterruptTraceback(logging.Filter):
-    """A trial stopped on request is not an error: its one-line reason is enough."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], Interrupted):
-            record.exc_info = None
-        return True
-
-
 class StopRequest:
     """Within ``with``: the first SIGINT/SIGTERM sets :attr:`signum` (honoured at the next epoch
     boundary or between trials); the handler then steps aside, so a second signal acts at once.
@@ -118,7 +55,6 @@ class StopRequest:
         self.signum: int | None = None
         self._event = threading.Event()
         self._previous: dict[int, Any] = {}
-        self._filter = _NoInterruptTraceback()
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
@@ -126,11 +62,9 @@ class StopRequest:
                 self._previous[signum] = signal.signal(signum, self._handle)
             # a worker process holds stop signals back while it starts (main); they arrive now
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        logging.getLogger(OPTUNA_TRIAL_LOGGER).addFilter(self._filter)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        logging.getLogger(OPTUNA_TRIAL_LOGGER).removeFilter(self._filter)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
@@ -184,16 +118,19 @@ class WorkerExit:
         return f"worker {self.index} (pid {self.pid}) {how}"
 
 
-def run_processes(target: Callable[..., int], kwargs: list[dict[str, Any]]
-                  ) -> tuple[list[WorkerExit], int | None]:
+def run_processes(target: Callable[..., int], kwargs: list[dict[str, Any]],
+                  envs: list[dict[str, str]] | None = None) -> tuple[list[WorkerExit], int | None]:
     """Run ``target(**kw)`` (a module-level function returning an exit code) in one new process
-    per ``kw``; wait for all of them. Returns their exits and the first stop signal this process
-    received (forwarded to the workers still running), or None. The target receives stop signals
-    once it enters a :class:`StopRequest` (see :func:`main`)."""
+    per ``kw``, with the environment variables of ``envs[i]`` added for process i (set before the
+    process starts, so before torch initialises CUDA); wait for all of them. Returns their exits
+    and the first stop signal this process received (forwarded to the workers still running), or
+    None. The target receives stop signals once it enters a :class:`StopRequest` (see
+    :func:`main`)."""
     procs = []
-    for kw in kwargs:
-        proc = subprocess.Popen([sys.executable, "-m", "remdinet.exp.workers"],
-                                stdin=subprocess.PIPE, start_new_session=True)
+    for i, kw in enumerate(kwargs):
+        env = {**os.environ, **(envs[i] if envs else {})}
+        proc = subprocess.Popen([sys.executable, "-m", "remdinet.exp.engine"],
+                                stdin=subprocess.PIPE, start_new_session=True, env=env)
         proc.stdin.write(pickle.dumps((target, kw)))
         proc.stdin.close()
         procs.append(proc)
@@ -226,6 +163,3 @@ def main() -> None:
     target, kwargs = pickle.load(sys.stdin.buffer)
     sys.exit(target(**kwargs))
 
-
-if __name__ == "__main__":
-    main()

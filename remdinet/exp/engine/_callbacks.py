@@ -1,0 +1,69 @@
+"""Trainer callbacks of a trial: pruning, divergence, the restored history of a resumed run."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from remdinet.train import Callback
+
+from ..tracking import Tracker
+
+
+class TrialFailure(RuntimeError):
+    """A trial that cannot yield a value (invalid sampled config, divergence, non-finite
+    objective, an error while training); the job goes on."""
+
+
+class PruningCallback(Callback):
+    """Reports ``metric`` per validation epoch; raises TrialPruned when the pruner says so.
+    A run resumed from a checkpoint first reports the validation epochs it restored."""
+
+    def __init__(self, trial: optuna.Trial, metric: str = "val_psnr"):
+        self.trial = trial
+        self.metric = metric
+
+    def on_train_start(self, trainer: Any) -> None:
+        for metrics in trainer.history:
+            if self.metric in metrics:
+                self.trial.report(float(metrics[self.metric]), step=int(metrics["epoch"]))
+
+    def on_epoch_end(self, trainer: Any, epoch: int, stage: int, metrics: dict[str, float]) -> None:
+        if self.metric not in metrics:
+            return
+        value = float(metrics[self.metric])
+        self.trial.report(value, step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.metric} = {value:.3f}")
+
+
+class DivergenceGuard(Callback):
+    """Fails the trial at the first epoch whose training loss or validation metrics are not finite.
+
+    The trainer skips (and counts) the batches whose loss is not finite; a non-finite epoch loss
+    means no batch was left, and a non-finite validation metric makes the objective meaningless,
+    so further epochs would only waste the worker's time."""
+
+    KEYS = ("train_loss", "val_psnr", "val_ssim", "val_ms_ssim")
+
+    def on_epoch_end(self, trainer: Any, epoch: int, stage: int, metrics: dict[str, float]) -> None:
+        bad = {k: metrics[k] for k in self.KEYS if k in metrics and not math.isfinite(metrics[k])}
+        if bad:
+            values = ", ".join(f"{k} = {v}" for k, v in bad.items())
+            raise TrialFailure(f"diverged at epoch {epoch}: {values} "
+                               f"({int(metrics['skipped_batches'])} training batch(es) of the epoch "
+                               f"skipped for a non-finite loss)")
+
+
+class ResumedHistory(Callback):
+    """Logs the epochs a resumed run restored from its checkpoint, so that the run of a retried
+    trial holds the whole learning curve."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker = tracker
+        self.run_id = run_id
+
+    def on_train_start(self, trainer: Any) -> None:
+        for metrics in trainer.history:
+            self.tracker.log_metrics(self.run_id, metrics, step=int(metrics["epoch"]))

@@ -1,0 +1,98 @@
+"""The worker loop: take queued trials until none is left, in this process or a worker process."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Callable
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from remdinet.config import ConfigError
+from remdinet.data import DataError
+
+from ..tracking import Tracker, quiet_loggers
+from ._job import Job
+from ._options import EngineOptions
+from ._processes import StopRequest
+from ._retry import Retrier
+from ._runner import TrialRunner
+from ._storage import fail_stale, open_storage
+from ._study import await_attr, open_study
+from ._trial import PARENT_ATTR, claim, run_trial
+
+
+def run_worker(job: Job, storage_url: str, tracking_uri: str, options: EngineOptions,
+               fresh: bool, stop: StopRequest, log: Callable[[str], None],
+               index: int | None = None) -> int | None:
+    """Run trials of the existing study of ``job``; return the signal that stopped the worker, or
+    None.
+
+    The worker takes the study's WAITING trials until none is left and no trial of the study is
+    running anywhere (a worker that is done waits for the running ones, to retry any whose worker
+    dies). ``fresh``: when nothing is queued, start a new sampled trial instead (a study run by
+    timeout). ``options.timeout`` (seconds) stops taking new ones. A trial stopped by a signal is
+    queued for a retry.
+    """
+    tracker = Tracker(tracking_uri)
+    retrier = Retrier(tracker, options.grace_period, log)
+    storage = open_storage(storage_url, options.heartbeat_interval, options.grace_period,
+                           retrier.on_stale)
+    study, _ = open_study(job, storage, join=True)
+    parent = await_attr(study, PARENT_ATTR)
+    runner = TrialRunner(job, storage, tracker, parent, options, stop, log, index)
+    started = time.monotonic()
+    waiting = False
+    try:
+        while not stop.requested:
+            if options.timeout is not None and time.monotonic() - started >= options.timeout:
+                log(f"timeout ({options.timeout:g} s): no new trial is started")
+                break
+            fail_stale(study)
+            trial = claim(study, storage, runner.study_id)
+            if trial is None and fresh:
+                trial = study.ask()
+            if trial is None:
+                running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if not running:
+                    break
+                if not waiting:
+                    log(f"no trial left to start; waiting for the running trial(s) "
+                        f"{', '.join(str(t.number) for t in running)} (a trial whose worker dies "
+                        f"is failed after the {options.grace_period} s grace period and retried)")
+                    waiting = True
+                stop.wait(options.heartbeat_interval)
+                continue
+            waiting = False
+            run_trial(study, storage, trial, runner, log)
+    except KeyboardInterrupt as exc:
+        if runner.interrupted is not None:
+            failed = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(
+                runner.study_id, runner.interrupted))
+            if failed.state == TrialState.FAIL:
+                retrier.retry(study, failed)
+        return getattr(exc, "signum", signal.SIGINT)
+    return stop.signum
+
+
+def worker_main(job: Job, storage_url: str, tracking_uri: str, options: EngineOptions,
+                fresh: bool, index: int, threads: int) -> int:
+    """One worker process (started by :func:`._processes.run_processes`); returns its exit code:
+    0, 2 (an error in the job's input), 128 + signal when stopped."""
+    torch.set_num_threads(threads)
+    if options.quiet_logs:
+        quiet_loggers()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def log(message: str) -> None:
+        print(f"[worker {index}] {message}", flush=True)
+
+    try:
+        with StopRequest() as stop:
+            signum = run_worker(job, storage_url, tracking_uri, options, fresh, stop, log, index)
+    except (ConfigError, DataError) as exc:
+        print(f"[worker {index}] error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    return 0 if signum is None else 128 + signum

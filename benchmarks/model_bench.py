@@ -7,7 +7,8 @@ Definitions (the ones of the speed issue):
 
 * train step: forward + stage-2 loss (``build_stage_loss(2, ...)``) + backward + AdamW step of the
   default model (post-fix, every fix on, random-init backbone), batch 2, ``zero_grad`` included. The
-  input is denormalised inside the step, as the trainer does per batch;
+  input is denormalised inside the step, as the trainer does per batch; fp16 (CUDA only) scales the
+  loss with a ``GradScaler`` as the trainer does;
 * inference: eval-mode forward under ``no_grad``;
 * FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` (convolutions, matmuls, attention) of one
   eval forward and of one forward + loss + backward; the same for every precision;
@@ -37,10 +38,8 @@ from remdinet.config import resolve
 from remdinet.fixes import fixes_of
 from remdinet.losses import build_stage_loss
 from remdinet.model import build_model
-from remdinet.training.device import autocast, keep_freed_memory, resolve_device
+from remdinet.training.device import autocast, autocast_dtype, keep_freed_memory, resolve_device
 from remdinet.training.optim import build_optimizer
-
-DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def _sync(device: torch.device) -> None:
@@ -87,7 +86,9 @@ class Setup:
         self.forward = torch.compile(self.model) if args["compile"] else self.model
         self.loss = build_stage_loss(2, self.cfg, fixes_of(self.cfg), self.model).to(self.device)
         self.optimizer = build_optimizer(self.model, self.cfg)
-        self.dtype = DTYPES[args["precision"]]
+        # the trainer's precision rules: fp16 only on CUDA, with loss scaling as the trainer does it
+        self.dtype = autocast_dtype(args["precision"], self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         g = torch.Generator().manual_seed(0)
         b, s = args["batch"], args["size"]
         self.x = normalize(torch.rand(b, 3, s, s, generator=g) * 0.3).to(self.device)
@@ -97,8 +98,9 @@ class Setup:
         with autocast(self.device, self.dtype):
             out = self.forward(self.x)
             total = self.loss(out, self.target, denormalize(self.x)).total
-        total.backward()
-        self.optimizer.step()
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
 
     def infer(self) -> None:

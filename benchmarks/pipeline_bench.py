@@ -3,6 +3,11 @@
 * Loader: images per second of one training epoch of the embedded synthetic set (augmentation on,
   ``num_workers`` 0 as in the presets), with decode-once caching (``data.cache_decoded``) on and off;
   the time to build the data set is reported separately.
+* Feed (``kind: "feed"``, run by benchmarks/gpu_check.sh): images per second that the training
+  loader delivers onto a device for each ``num_workers``, with the pinned memory and persistent
+  workers ``make_loader`` chooses for that device; every batch is copied with ``non_blocking`` as the
+  trainer does and the device synchronised before an epoch's clock stops. The first epoch (worker
+  start-up included) is reported apart from the median of the later ones.
 * Tracking: the same tiny-preset trial run (a) untracked, ``runs.train_in_run(None, ...)``, and (b) as
   a trial of an Optuna study whose trials are MLflow child runs (``study.run_study``, SQLite stores
   in a temporary folder; the trial's own duration as Optuna records it). Trials and untracked runs
@@ -25,6 +30,7 @@ import torch
 
 from remdinet.config import resolve
 from remdinet.data import build_data, make_loader
+from remdinet.training.device import resolve_device
 
 
 def loader_throughput(image_size: int = 128, batch: int = 8, epochs: int = 2) -> dict[str, Any]:
@@ -45,6 +51,41 @@ def loader_throughput(image_size: int = 128, batch: int = 8, epochs: int = 2) ->
         out["cached" if cache else "uncached"] = {
             "build_seconds": build, "images_per_epoch": len(data.train),
             "images_per_second": statistics.median(rates), "per_epoch": rates}
+    out["load_average_after"] = os.getloadavg()
+    return out
+
+
+def feed_throughput(device: str, workers: list[int], image_size: int = 256, batch: int = 8,
+                    crops: int = 16, epochs: int = 4) -> dict[str, Any]:
+    """Rows of images per second onto ``device``, one per ``num_workers`` in ``workers``.
+
+    The embedded set is written at ``image_size`` with ``crops`` crops per source image, so that an
+    epoch has enough batches to time (the default set has one or two batches of 8)."""
+    dev = resolve_device(device)
+    base = {"training.image_size": image_size, "training.batch_size": batch,
+            "synthetic.size": image_size, "synthetic.crops_per_image": crops}
+    data = build_data(resolve(base), log=lambda _msg: None)
+    out: dict[str, Any] = {"device": str(dev), "image_size": image_size, "batch_size": batch,
+                           "images_per_epoch": len(data.train), "rows": [],
+                           "load_average_before": os.getloadavg()}
+    for n in workers:
+        cfg = resolve({**base, "training.num_workers": n})
+        loader = make_loader(data.train, cfg, train=True, device=dev)
+        rates = []
+        for _ in range(epochs):
+            start = time.perf_counter()
+            images = 0
+            for batch_ in loader:
+                images += batch_["input"].to(dev, non_blocking=True).shape[0]
+                batch_["target"].to(dev, non_blocking=True)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            rates.append(images / (time.perf_counter() - start))
+        out["rows"].append({"num_workers": loader.num_workers, "pin_memory": loader.pin_memory,
+                            "persistent_workers": loader.persistent_workers,
+                            "first_epoch_images_per_second": rates[0],
+                            "images_per_second": statistics.median(rates[1:]), "per_epoch": rates})
+        del loader  # its persistent workers end here, not while the next row is timed
     out["load_average_after"] = os.getloadavg()
     return out
 
@@ -113,6 +154,8 @@ def main() -> None:
     torch.set_num_threads(args["threads"])
     if args["kind"] == "loader":
         result = loader_throughput()
+    elif args["kind"] == "feed":
+        result = feed_throughput(args["device"], args["workers"])
     else:
         result = tracking_overhead(args["reps"])
     print(json.dumps(result))

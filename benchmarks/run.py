@@ -64,18 +64,20 @@ def model_rows(opts: argparse.Namespace, device: str) -> list[dict[str, Any]]:
     base = {"kind": "model", "batch": opts.batch, "device": device, "threads": opts.threads,
             "reps": opts.reps, "warmup": opts.warmup, "compile": False}
     plan = []
-    for size in opts.sizes:
-        for precision in opts.precisions:
-            plan.append({**base, "size": size, "precision": precision, "channels_last": True,
-                         "flops": precision == opts.precisions[0], "split": True})
-    if opts.layout_size:
+    if not opts.compile_only:
+        for size in opts.sizes:
+            for precision in opts.precisions:
+                plan.append({**base, "size": size, "precision": precision, "channels_last": True,
+                             "flops": precision == opts.precisions[0], "split": True})
+    if opts.layout_size and not opts.compile_only:
         for precision in opts.precisions:
             plan.append({**base, "size": opts.layout_size, "precision": precision,
                          "channels_last": False, "flops": False})
-    if opts.compile:
+    if opts.compile or opts.compile_only:
         for precision in opts.precisions:
             plan.append({**base, "size": opts.layout_size or opts.sizes[0], "precision": precision,
-                         "channels_last": True, "flops": False, "compile": True})
+                         "channels_last": True, "compile": True,
+                         "flops": opts.compile_only and precision == opts.precisions[0]})
     rows = []
     for args in plan:
         print(f"  model {args['size']}² {args['precision']} "
@@ -94,7 +96,7 @@ def derived(rows: list[dict[str, Any]]) -> dict[str, Any]:
     main = {(r["args"]["size"], r["args"]["precision"]): r for r in rows
             if r["args"]["channels_last"] and not r["args"]["compile"]}
     for (size, precision), r in main.items():
-        if size in ORIGINAL_SECONDS:
+        if size in ORIGINAL_SECONDS and r["device"] == "cpu":
             train, infer = ORIGINAL_SECONDS[size]
             out[f"speedup_train_{size}_{precision}"] = train / r["train_step"]["median"]
             out[f"speedup_inference_{size}_{precision}"] = infer / r["inference"]["median"]
@@ -111,8 +113,8 @@ def _span(s: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("| size | precision | layout | inference s, median (min–max) | train step s, median "
-            "(min–max) | train img/s | GFLOP fwd / step | train GFLOP/s | peak RSS MB | "
-            "train vs original |")
+            "(min–max) | train img/s | GFLOP fwd / step | train GFLOP/s | peak MB (CPU: RSS, CUDA: "
+            "allocated) | train vs original |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         a = r["args"]
@@ -120,7 +122,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         fl = r["flops"]
         layout = ("channels_last" if a["channels_last"] else "NCHW") + (", compiled" if a["compile"]
                                                                         else "")
-        original = ORIGINAL_SECONDS.get(a["size"], (None, None))[0]
+        # the original was measured on this CPU machine kind only
+        original = ORIGINAL_SECONDS.get(a["size"], (None, None))[0] if r["device"] == "cpu" else None
         lines.append(
             f"| {a['size']}² | {a['precision']} | {layout} | {_span(r['inference'])} | "
             f"{_span(r['train_step'])} | {a['batch'] / step:.1f} | "
@@ -152,7 +155,8 @@ def split_table(rows: list[dict[str, Any]]) -> str:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
+                   choices=["fp32", "bf16", "fp16"], help="fp16 (CUDA only) with a gradient scaler")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--reps", type=int, default=5, help="timed repetitions (after --warmup)")
     p.add_argument("--warmup", type=int, default=2)
@@ -163,6 +167,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="size of the NCHW comparison rows (0 = none)")
     p.add_argument("--stability-steps", type=int, default=50)
     p.add_argument("--compile", action="store_true", help="add torch.compile rows (slow)")
+    p.add_argument("--compile-only", action="store_true",
+                   help="only the torch.compile rows (so that a caller can bound them separately)")
     p.add_argument("--skip-pipeline", action="store_true",
                    help="leave out the loader and tracking measurements")
     p.add_argument("--tracking-reps", type=int, default=3)

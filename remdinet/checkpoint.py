@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        # A damaged file fails in whichever of torch's parsers met the damage (zip reader,
+        # weights-only unpickler, storage decoder), each with its own exception type; a file
+        # whose pickle asks for anything but tensors fails as UnpicklingError. All mean the same
+        # to the user: this file is no checkpoint that can be loaded.
+        raise CheckpointError(f"{path}: not a loadable checkpoint (truncated, damaged or not "
+                              f"written by remdinet): {_load_failure(exc)}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a remdinet checkpoint (format tag missing)")
     if payload["version"] != VERSION:
@@ -91,6 +100,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return payload
+
+
+def _load_failure(exc: Exception) -> str:
+    """The cause of a failed ``torch.load``, in one line. Torch's text for a refused pickle opens
+    with advice to load the file with ``weights_only=False``, the one thing never to do with a
+    file that fails this way; its cause is the paragraph after that advice."""
+    text = str(exc).strip()
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+    if text.startswith("Weights only load failed") and len(paragraphs) > 1:
+        return f"refused by the weights-only loader: {paragraphs[1][:200]}"
+    if not paragraphs:
+        return type(exc).__name__  # EOFError of an empty file says nothing more
+    return f"{type(exc).__name__}: {paragraphs[0].split('. ')[0][:200]}"
 
 
 def config_of(payload: dict[str, Any]) -> Config:

@@ -193,7 +193,8 @@ class TrainingConfig:
     precision: str = _f("fp32", choices=("fp32", "bf16", "fp16", "auto"),
                         doc="autocast dtype; auto = bf16 on CUDA, fp32 on CPU")
     compile: bool = _f(False, doc="torch.compile the model")
-    num_workers: int = _f(0, 0, 256)
+    num_workers: int = _f(-1, -1, 256, doc="loader worker processes; -1 = auto: 0 on CPU, on CUDA "
+                          "up to 4 (at most half the CPUs); see remdinet.data.feeding")
     output_dir: str = _f("outputs", doc="checkpoints go to <output_dir>/<run name>/")
     checkpoint_every: int = _f(20, 0, 100_000, doc="periodic checkpoint every n epochs (0 = off)")
 

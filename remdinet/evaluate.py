@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_model
 from .colour import normalize
-from .data import DataError, is_image_name, list_files, pair_files, read_image, resolve_layout
-from .data.io import write_png
+from .data import DataError, is_image_name, pair_files, read_image, resolve_layout
+from .data.io import scan_folder, write_png
 from .metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, ssim
 from .training.device import resolve_device
 
@@ -36,7 +36,13 @@ METRICS = ("psnr", "ssim", "ms_ssim")
 
 
 def _images(folder: Path) -> list[Path]:
-    files = [p for p in list_files(folder) if is_image_name(p)]
+    found, unusable = scan_folder(folder)
+    broken = [(p, why) for p, why in unusable if is_image_name(p)]  # named like an image: meant
+    if broken:
+        raise DataError(f"{len(broken)} image entr{'y' if len(broken) == 1 else 'ies'} of {folder} "
+                        f"cannot be read:\n" + "\n".join(f"  {p}: {why}" for p, why in broken),
+                        broken)
+    files = [p for p in found if is_image_name(p)]
     if not files:
         raise DataError(f"no image files in {folder}")
     return files

@@ -28,3 +28,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tracking_uri(tmp_path):
+    """A throw-away MLflow store."""
+    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+
+@pytest.fixture
+def storage_url(tmp_path):
+    """A throw-away Optuna store beside it."""
+    return f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"

@@ -91,3 +91,14 @@ def test_an_image_without_ground_truth_is_an_error_naming_it(run, tmp_path):
     write(tmp_path / "test_gt" / "other.png", img)
     with pytest.raises(DataError, match="lonely"):
         evaluate_folder(checkpoint, tmp_path, tmp_path / "out", pairing="strict", quiet=True)
+
+
+def test_a_broken_link_among_the_images_is_an_error_naming_it(run, tmp_path):
+    checkpoint, _ = run
+    write(tmp_path / "in" / "ok.png", np.full((32, 32, 3), 20, np.uint8))
+    try:
+        (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    except (OSError, NotImplementedError) as exc:
+        pytest.skip(f"cannot make symbolic links here: {exc}")
+    with pytest.raises(DataError, match="gone.png: broken symbolic link"):
+        evaluate_folder(checkpoint, tmp_path / "in", tmp_path / "out", layout="plain", quiet=True)

@@ -263,6 +263,37 @@ def test_val_nan_guard_off_lets_nan_reach_the_epoch_means(synthetic_dir, data, t
     assert trainer.history[0]["val_skipped_batches"] == 0
 
 
+def test_val_nan_guard_with_no_finite_batch_left_gives_nan_metrics_and_a_log_line(
+        synthetic_dir, data, tmp_path):
+    messages = []
+    trainer = Trainer(train_config(synthetic_dir), data=data, callbacks=[StopAfter(0)],
+                      quiet=True, run_dir=tmp_path, log=messages.append)
+
+    def every_validation_output_nan(module, args, output):
+        return output if module.training else {**output, "enhanced": output["enhanced"] * math.nan}
+
+    trainer.model.register_forward_hook(every_validation_output_nan)
+    with pytest.raises(Stop):
+        trainer.fit()
+    first = trainer.history[0]
+    batches = first["val_skipped_batches"]
+    assert batches >= 1
+    for key in ("val_psnr", "val_ssim", "val_saturation", "val_adjusted_psnr"):
+        assert math.isnan(first[key]), key  # not the reference's 0, which passes for a poor model
+    assert any(f"validation: {batches} of {batches} batch(es) had non-finite metrics" in m
+               and "NaN" in m for m in messages), messages
+
+
+def test_one_non_finite_validation_batch_is_counted_in_a_log_line(synthetic_dir, data, tmp_path):
+    messages = []
+    trainer = Trainer(train_config(synthetic_dir), data=data, callbacks=[StopAfter(0)],
+                      quiet=True, run_dir=tmp_path, log=messages.append)
+    _nan_first_validation_output(trainer)
+    with pytest.raises(Stop):
+        trainer.fit()
+    assert any("validation: 1 of " in m and "left out" in m and "NaN" not in m for m in messages)
+
+
 def _count_steps(trainer):
     steps = []
     trainer.optimizer.register_step_post_hook(lambda opt, args, kwargs: steps.append(1))

@@ -2,9 +2,11 @@
 
 :func:`build_data` turns ``cfg.data`` into training and validation datasets. Every file is decoded once
 at build time, so every problem is known before training starts: an unreadable, truncated or corrupt
-image, a non-image file, a pair whose sizes differ, an image without ground truth. Without
-``data.skip_bad`` they are raised together in one :class:`DataError` naming each file; with it they are
-left out, counted, logged and recorded in ``info["skipped"]``. Nothing is dropped silently.
+image (a JPEG whose decoder reports damaged data included), a non-image file, a broken or looping
+symbolic link, a pair whose sizes differ, an image without ground truth. Without ``data.skip_bad`` they
+are raised together in one :class:`DataError` naming each file; with it they are left out, counted,
+logged and recorded in ``info["skipped"]``. Ground-truth files that no image pairs with are logged by
+name and listed in ``info["unused_gt"]``. Nothing is dropped silently.
 
 Validation uses the layout's validation folder when it has one (``val_data``, LOL-v1 ``eval15``, LOL-v2
 ``Test``); otherwise a seeded split of the training images, computed as the reference's
@@ -21,19 +23,23 @@ import torch
 
 from .augment import REFERENCE, AugmentParams, augment_pair
 from .dataset import EpochSampler, PairedDataset, Sample, collate, make_loader
-from .io import (IMAGE_SUFFIXES, BadImageError, DataError, decode_raw, is_image_name, list_files,
-                 read_image)
+from .feeding import AUTO_WORKERS, Feeding, feeding
+from .io import (IMAGE_SUFFIXES, BadImageError, DataError, decode_raw, exif_orientation,
+                 is_image_name, list_files, read_image, scan_folder)
 from .layouts import LAYOUTS, Layout, SplitDirs, detect_layout, resolve_layout
 from .pairing import PAIRING_MODES, pair_files, gt_for_test_protocol
 from .synthetic import dataset_stats, ensure_dataset
 
 __all__ = [
-    "AugmentParams", "BadImageError", "DataBundle", "DataError", "EpochSampler", "IMAGE_SUFFIXES",
-    "LAYOUTS", "Layout", "PAIRING_MODES", "PairedDataset", "REFERENCE", "Sample", "SplitDirs",
-    "augment_pair", "build_data", "collate", "dataset_stats", "decode_raw", "detect_layout",
-    "ensure_dataset", "gt_for_test_protocol", "make_loader", "pair_files", "read_image",
-    "resolve_layout",
+    "AUTO_WORKERS", "AugmentParams", "BadImageError", "DataBundle", "DataError", "EpochSampler",
+    "Feeding", "IMAGE_SUFFIXES", "LAYOUTS", "Layout", "PAIRING_MODES", "PairedDataset", "REFERENCE",
+    "Sample", "SplitDirs", "augment_pair", "build_data", "collate", "dataset_stats", "decode_raw",
+    "detect_layout", "ensure_dataset", "feeding", "gt_for_test_protocol", "make_loader",
+    "pair_files", "read_image", "resolve_layout",
 ]
+
+
+UNUSED_GT_LOGGED = 20  # unused ground-truth files named one per log line; the rest are counted
 
 
 @dataclass
@@ -74,14 +80,27 @@ class _Decoder:
 
 
 def _images_of(folder: Path, problems: list[tuple[str, str]]) -> list[Path]:
-    files = list_files(folder)
-    if not files:
+    files, unusable = scan_folder(folder)  # broken links etc. are named, never dropped silently
+    if not files and not unusable:
         raise DataError(f"empty folder: {folder}")
+    problems += unusable
     for f in files:
         if not is_image_name(f):
             problems.append((str(f), f"not an image file (suffix {f.suffix or '<none>'!r}; "
                                      f"accepted: {', '.join(IMAGE_SUFFIXES)})"))
     return [f for f in files if is_image_name(f)]
+
+
+def _orientation_hint(image: Path, gt: Path, size: tuple[int, int], gt_size: tuple[int, int]) -> str:
+    """Why two transposed sizes differ when one file is a JPEG turned by its EXIF orientation."""
+    if size != gt_size[::-1]:
+        return ""
+    turned = [(p, o) for p in (image, gt) if (o := exif_orientation(p)) >= 5]  # 5-8 swap W and H
+    if len(turned) != 1:
+        return ""
+    path, orientation = turned[0]
+    return (f" ({path.name} has EXIF orientation {orientation}, so it is turned 90 degrees as image "
+            f"viewers show it; the other file's pixels are not: store both the same way up)")
 
 
 def scan_split(dirs: SplitDirs, pairing: str, decoder: _Decoder) -> ScanResult:
@@ -108,7 +127,8 @@ def scan_split(dirs: SplitDirs, pairing: str, decoder: _Decoder) -> ScanResult:
             continue
         if gt is not None and size != gt_size:
             problems.append((str(image), f"size mismatch with its ground truth {gt}: "
-                                         f"{size[1]}x{size[0]} vs {gt_size[1]}x{gt_size[0]}"))
+                                         f"{size[1]}x{size[0]} vs {gt_size[1]}x{gt_size[0]}"
+                                         + _orientation_hint(image, gt, size, gt_size)))
             continue
         samples.append(Sample(image.relative_to(dirs.low).as_posix(), image, gt))
     unused = [str(p) for p in paired.unused_gt] if pairing != "none" else []
@@ -182,6 +202,12 @@ def build_data(cfg, log=print) -> DataBundle:
                              cache=cache)
     val_ds = PairedDataset(val_samples, "val", size, augment=False, val_resize=dc.val_resize,
                            cache=cache)
+    unused = info["unused_gt"]
+    for path in unused[:UNUSED_GT_LOGGED]:
+        log(f"data: ground truth unused (no image pairs with it): {path}")
+    if len(unused) > UNUSED_GT_LOGGED:
+        log(f"data: ... and {len(unused) - UNUSED_GT_LOGGED} more unused ground-truth files "
+            f"(all in the data info's unused_gt)")
     log(f"data: {layout.name} at {root}: {len(train_samples)} train, {len(val_samples)} val "
         f"({info['split']['source']} split), pairing {dc.pairing}, {len(problems)} skipped, "
         f"{len(info['unused_gt'])} ground-truth files unused")

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..colour import normalize
 from .augment import REFERENCE, AugmentParams, augment_pair, resize
+from .feeding import feeding
 from .io import DataError, decode_raw, to_float
 
 # first word of every seed sequence, so augmentation and shuffling streams never coincide
@@ -140,12 +141,20 @@ class EpochSampler(Sampler):
         return iter([(epoch, int(i)) for i in order])
 
 
-def make_loader(dataset: PairedDataset, cfg, train: bool) -> DataLoader:
-    """Seeded loader over ``dataset`` with :func:`collate` (batch size and workers from ``cfg``)."""
+def make_loader(dataset: PairedDataset, cfg, train: bool,
+                device: torch.device | str = "cpu") -> DataLoader:
+    """Seeded loader over ``dataset`` with :func:`collate`: batch size from ``cfg``, workers,
+    pinned memory and persistent workers for the device the batches go to (:mod:`.feeding`)."""
     # Training drops the ragged last batch as the reference does (§5.9): a 1-image batch also breaks
     # BatchNorm in training mode. A set smaller than one batch keeps its one short batch.
     drop_last = train and len(dataset) >= cfg.training.batch_size
+    feed = feeding(cfg.training.num_workers, torch.device(device).type)
+    # The loader draws its workers' base seed from this generator, not from the global torch RNG:
+    # persistent workers draw it once per run instead of once per epoch, which would otherwise
+    # shift the model's random stream (the mask dither) with num_workers and break exact resume.
+    # Nothing a worker computes uses that seed (augmentation has its own generators, above).
     return DataLoader(dataset, batch_size=cfg.training.batch_size,
                       sampler=EpochSampler(len(dataset), shuffle=train, seed=cfg.training.seed),
-                      num_workers=cfg.training.num_workers, collate_fn=collate, drop_last=drop_last,
-                      persistent_workers=False)
+                      num_workers=feed.num_workers, collate_fn=collate, drop_last=drop_last,
+                      pin_memory=feed.pin_memory, persistent_workers=feed.persistent_workers,
+                      generator=torch.Generator().manual_seed(cfg.training.seed))

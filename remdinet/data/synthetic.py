@@ -37,7 +37,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,6 +46,7 @@ import torch
 
 from ..config import SyntheticConfig
 from ..metrics import psnr
+from ..paths import remove_inside
 from .io import DataError, decode_raw, list_files, read_image, write_png
 from .pairing import gt_index
 
@@ -197,7 +197,7 @@ def ensure_dataset(cfg: SyntheticConfig, log=None) -> Path:
         # another process renamed its complete copy into place first; anything else is re-raised
         if not (final / "manifest.json").is_file():
             raise
-        shutil.rmtree(tmp)
+        remove_inside(tmp, final.parent)
     if log is not None:
         s = _check_complete(final)["summary"]
         log(f"data: built the embedded synthetic set at {final}: {s['count']} pairs "

@@ -24,7 +24,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -146,9 +146,11 @@ def _full_batches(cfg: Config, data: DataBundle) -> Config:
 
 
 def run_doctor(cfg: Config, data: DataBundle | None = None,
-               log: Callable[[str], None] | None = None) -> DoctorReport:
+               log: Callable[[str], None] | None = None,
+               callbacks: Sequence[Callback] = ()) -> DoctorReport:
     """Train the slice described by ``cfg`` (from :func:`doctor_config`) with the diagnostics
-    attached and return the report."""
+    attached and return the report. ``callbacks`` are the trainer's too (after the doctor's); an
+    exception they raise ends the slice without a report."""
     start = time.perf_counter()
     fixset = fixes_of(cfg)
     if data is None:
@@ -157,8 +159,8 @@ def run_doctor(cfg: Config, data: DataBundle | None = None,
     probes = build_probes(data.val)
     doctor = DoctorCallback(cfg, probes)
     with tempfile.TemporaryDirectory(prefix="remdinet-doctor-") as tmp:
-        trainer = Trainer(cfg, data=data, callbacks=[doctor], quiet=True, run_dir=Path(tmp),
-                          log=log)
+        trainer = Trainer(cfg, data=data, callbacks=[doctor, *callbacks], quiet=True,
+                          run_dir=Path(tmp), log=log)
         result = trainer.fit()
     findings = doctor.findings()
     info = {"epochs": result.epochs_run, "batches_per_epoch": cfg.training.max_train_batches,

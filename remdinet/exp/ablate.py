@@ -15,7 +15,6 @@ finished cell; a changed base config is refused, naming the keys that differ.
 from __future__ import annotations
 
 import itertools
-import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from remdinet.fixes import FIXES, FixSet, expand
 from .doctor import summary_tags, tracked_doctor
 from .engine import (CELL_ATTR, RUN_ATTR, CellJob, Engine, EngineOptions, cell, cell_key,
                      load_existing)
+from .names import check_name
 from .stats import Paired, stop_reason
 from .report import ablation_chart, ablation_markdown, ablation_table, to_text
 from .tracking import Tracker
@@ -44,7 +44,6 @@ REFERENCE_PSNR = 18.5
 REFERENCE_BAND = (18.0, 19.0)
 RESOLUTION = 0.1  # dB: an interval narrower than this around 0 means "no effect"
 KIND = "ablation"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 @dataclass(frozen=True)
@@ -151,14 +150,6 @@ def ablation_name(preset: str | None, grid: str, disable: Sequence[str] = (),
     return "-".join(parts)
 
 
-def check_name(name: str) -> str:
-    """An ablation name is a study name and a folder name: letters, digits, ``_.+-``."""
-    if not NAME_PATTERN.fullmatch(name) or ".." in name:
-        raise ConfigError(f"--name {name!r}: use letters, digits and _ . + - only (it names an "
-                          f"Optuna study and a folder)")
-    return name
-
-
 def _job(name: str, base: dict[str, Any], grid: str, reference_psnr: float,
          band: tuple[float, float]) -> CellJob:
     return CellJob(kind=KIND, name=name, experiment=EXPERIMENT, base=base,
@@ -257,7 +248,7 @@ def run_ablation(base: dict[str, Any], variants: Sequence[Variant], name: str, s
     """
     if band[0] > band[1]:
         raise ConfigError(f"--reference-band: low {band[0]} exceeds high {band[1]}")
-    check_name(name)
+    check_name(name, "--name")
     variant_configs(variants, base, seeds.count)
     pinned = sorted(fix_controlled_keys() & set(base))
     if pinned:
@@ -292,6 +283,11 @@ def run_ablation(base: dict[str, Any], variants: Sequence[Variant], name: str, s
             log(f"adaptive seeds: {len(todo)} more cell(s) for "
                 f"{', '.join(sorted({v.label for v, _ in todo} - {ALL_ON}))}")
             engine.work()
+        if engine.signum is not None:
+            # a stopped ablation may lack the cells every variant is compared with: no table yet
+            log(f"ablation {name} stopped: running it again resumes it and builds the table "
+                f"(`remdi-exp ablate show {name}` shows the finished cells)")
+            engine.finish()  # raises Interrupted
         records = cell_records(engine.trials())
         table = _table(records, band, seeds.resolution, stopped or None)
         runs = pd.DataFrame(records)
@@ -341,5 +337,5 @@ def write_outputs(tracker: Tracker, parent: str, table: pd.DataFrame, runs: pd.D
         for file, write in files.items():
             write(folder / file)
             tracker.log_file(parent, folder / file, "ablation")
-    tracker.client.log_table(parent, data=table, artifact_file="ablation/ablation_table.json")
+    tracker.log_table(parent, table, "ablation/ablation_table.json")
     tracker.set_tags(parent, {"mlflow.note.content": markdown})

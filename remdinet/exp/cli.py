@@ -7,6 +7,8 @@ printed as one line, exit code 2; anything else is a bug and propagates with its
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -30,11 +32,13 @@ from . import ablate as ablate_mod
 from . import doctor as doctor_mod
 from . import study as study_mod
 from . import verify as verify_mod
-from .engine import (GRACE_PERIOD, HEARTBEAT_INTERVAL, EngineOptions, Interrupted, WorkersFailed,
-                     default_gpus, default_storage_url, parse_gpus)
+from .engine import (GRACE_PERIOD, HEARTBEAT_INTERVAL, EngineOptions, WorkersFailed, default_gpus,
+                     default_storage_url, parse_gpus)
 from .presets import run_overrides
 from .report import runs_frame, to_markdown, to_text
-from .runs import tracked_run
+from .resume import resume_train
+from .runs import TRAIN_EXPERIMENT, tracked_run
+from .stores import mask_url
 from .studyspec import load_spec
 from .tracking import Tracker, quiet_loggers, resolve_tracking_uri, ui_command
 
@@ -64,16 +68,16 @@ class Globals:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """User-input errors as one line, exit 2; a stop by signal exits 128 + the signal; worker
-    processes that died exit 1."""
+    """User-input errors as one line, exit 2; a stop by signal exits 128 + the signal (a second
+    Ctrl-C, a bare KeyboardInterrupt, 130); worker processes that died exit 1."""
     try:
         yield
     except USER_ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    except Interrupted as exc:
-        typer.echo(f"stopped: {exc}", err=True)
-        raise typer.Exit(128 + exc.signum) from None
+    except KeyboardInterrupt as exc:
+        typer.echo(f"stopped: {str(exc) or type(exc).__name__}", err=True)
+        raise typer.Exit(128 + getattr(exc, "signum", signal.SIGINT)) from None
     except WorkersFailed as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -143,18 +147,37 @@ def train(
     set_: SetOpt = None,
     data: DataOpt = None,
     skip_bad: SkipBadOpt = False,
+    resume: Annotated[Optional[str], typer.Option(
+        "--resume", metavar="RUN_ID|PATH",
+        help="Continue a stopped train run (KILLED or FAILED) in the same MLflow run: its run id "
+             "(it resumes from RUN_DIR/checkpoints/last.pth) or a checkpoint file of it. The "
+             "config is the checkpoint's: no --preset, --config or --data; --set and --device "
+             "may change only the device, loader workers, output folder and compile.")] = None,
 ) -> None:
     """Train one model and track it as a run of MLflow experiment 'train' (params = resolved
-    config, per-epoch metrics, final PSNR/SSIM, sample grid, checkpoints in training.output_dir)."""
+    config, per-epoch metrics, final PSNR/SSIM, sample grid, checkpoints in training.output_dir).
+
+    Ctrl-C or SIGTERM: training stops at the end of the current epoch, after writing
+    checkpoints/last.pth; the run ends KILLED (tag fail_reason) and the exit code is 130 (SIGINT)
+    or 143 (SIGTERM). `--resume RUN_ID` continues it."""
     g: Globals = ctx.obj
     with user_errors():
-        cfg = resolve(run_overrides(preset, config, _sets(set_, skip_bad), data, g.device))
-        tracker = g.tracker()
-        exp_id = tracker.experiment_id("train")
-        fixset = fixes_of(cfg)
-        tags = {**fixset.tags(), "variant": fixset.label(), "seed": cfg.training.seed}
-        outcome = tracked_run(tracker, exp_id, cfg, f"train {fixset.label()}", tags,
-                              run_dir_root=Path(cfg.training.output_dir) / "train", quiet=g.quiet)
+        if resume is not None:
+            if preset or config or data:
+                raise ConfigError("--resume continues with the checkpoint's config: --preset, "
+                                  "--config and --data cannot be given with it")
+            outcome = resume_train(g.tracker(), resume,
+                                   run_overrides(None, None, _sets(set_, skip_bad), None, g.device),
+                                   quiet=g.quiet)
+        else:
+            cfg = resolve(run_overrides(preset, config, _sets(set_, skip_bad), data, g.device))
+            tracker = g.tracker()
+            exp_id = tracker.experiment_id(TRAIN_EXPERIMENT)
+            fixset = fixes_of(cfg)
+            tags = {**fixset.tags(), "variant": fixset.label(), "seed": cfg.training.seed}
+            outcome = tracked_run(tracker, exp_id, cfg, f"train {fixset.label()}", tags,
+                                  run_dir_root=Path(cfg.training.output_dir) / "train",
+                                  quiet=g.quiet)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in outcome.final.items())
     typer.echo(f"run {outcome.run_id}: {metrics}; best checkpoint {outcome.result.best_checkpoint}")
 
@@ -556,12 +579,13 @@ def compare(
     """Runs of an MLflow experiment as a table (tags, metrics; params in --out)."""
     g: Globals = ctx.obj
     with user_errors():
-        tracker = g.tracker()
+        tracker = Tracker(g.tracking_uri, writes=False)
         exp = tracker.client.get_experiment_by_name(experiment)
         if exp is None:
             names = [e.name for e in tracker.client.search_experiments()]
-            raise ConfigError(f"no MLflow experiment {experiment!r} in {g.tracking_uri}; "
-                              f"experiments: {', '.join(names) or 'none'}")
+            raise ConfigError(f"no MLflow experiment {experiment!r} in "
+                              f"{mask_url(g.tracking_uri)}; experiments: "
+                              f"{', '.join(names) or 'none'}")
         runs = tracker.client.search_runs([exp.experiment_id],
                                           filter_string=_tag_filter(filter_tag or []),
                                           max_results=50_000)
@@ -581,9 +605,9 @@ def ui(
     """Start the MLflow UI on 127.0.0.1 over the project's tracking store (foreground; Ctrl-C
     stops it)."""
     g: Globals = ctx.obj
-    cmd = ui_command(g.tracking_uri, port)
-    typer.echo(f"MLflow UI at http://127.0.0.1:{port} over {g.tracking_uri}")
-    raise typer.Exit(subprocess.run(cmd, check=False).returncode)
+    cmd, env = ui_command(g.tracking_uri, port)
+    typer.echo(f"MLflow UI at http://127.0.0.1:{port} over {mask_url(g.tracking_uri)}")
+    raise typer.Exit(subprocess.run(cmd, env={**os.environ, **env}, check=False).returncode)
 
 
 def main() -> None:

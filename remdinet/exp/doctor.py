@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from remdinet.config import ConfigError
+from remdinet.data import build_data
 from remdinet.diagnostics import DoctorReport, doctor_config, run_doctor
 from remdinet.fixes import PROFILES, expand, fixes_of
+from remdinet.training.device import resolve_device
 
+from .stopping import StopAtEpochEnd, StopRequest
 from .tracking import Tracker
 
 EXPERIMENT = "doctor"
@@ -47,14 +50,19 @@ def tracked_doctor(tracker: Tracker, overrides: dict[str, Any], explicit: dict[s
                    log: Callable[[str], None] | None = None) -> DoctorOutcome:
     """Run the doctor slice of ``overrides`` (+ ``explicit`` ``--set`` items, which win over the
     slice schedule) inside a run of experiment ``doctor``; the run ends FINISHED whatever the
-    findings (the flags are the result, not a failure)."""
+    findings (the flags are the result, not a failure). The first SIGINT/SIGTERM stops the slice
+    at the end of its current epoch (:mod:`.stopping`): the run ends KILLED, without a report."""
     cfg = doctor_config(overrides, explicit)
     fixset = fixes_of(cfg)
+    # input errors are found before the run exists, so that they leave no FAILED run behind
+    resolve_device(cfg.training.device)
+    data = build_data(cfg, log=log or (lambda _msg: None))
     exp_id = tracker.experiment_id(EXPERIMENT)
     run_tags = {**fixset.tags(), "variant": fixset.label(), **(tags or {})}
-    with tracker.active_run(exp_id, f"doctor {fixset.label()}", run_tags) as run_id:
+    with StopRequest() as stop, \
+            tracker.active_run(exp_id, f"doctor {fixset.label()}", run_tags) as run_id:
         tracker.log_params(run_id, cfg.to_flat())
-        report = run_doctor(cfg, log=log)
+        report = run_doctor(cfg, data=data, log=log, callbacks=[StopAtEpochEnd(stop)])
         tracker.set_tags(run_id, report.summary())
         tracker.log_metrics(run_id, {"doctor_flags": len(report.flags),
                                      "doctor_seconds": report.info["seconds"]})

@@ -4,6 +4,10 @@ metrics, the resolved config and a sample-output grid).
 The *final* metrics of a run are the validation metrics of the epoch whose weights are the run's
 best checkpoint (``best_model.pth``, chosen by the trainer's stage score), or of the last validation
 epoch when no epoch reached ``training.save_best_stage``: they describe the model the run hands out.
+
+A run's folder records its MLflow run (tag ``run_dir``, file ``mlflow_run.json`` in the folder, both
+written when training starts), so that a stopped run can be continued in the same MLflow run from
+its ``checkpoints/last.pth`` (:mod:`.resume`).
 """
 from __future__ import annotations
 
@@ -18,13 +22,19 @@ import torch
 from remdinet.checkpoint import load_checkpoint, load_model
 from remdinet.colour import denormalize
 from remdinet.config import Config
+from remdinet.data import DataBundle, build_data
+from remdinet.paths import writable_dir
 from remdinet.train import Callback, Trainer, TrainResult
+from remdinet.training.device import resolve_device
 
 from .report import sample_grid
+from .stopping import StopAtEpochEnd, StopRequest
 from .tracking import MlflowCallback, Tracker
 
 FINAL_KEYS = {"val_psnr": "final_psnr", "val_ssim": "final_ssim", "val_ms_ssim": "final_ms_ssim"}
 SAMPLE_IMAGES = 3
+RUN_RECORD = "mlflow_run.json"  # in the run folder: {"run_id": ...}
+TRAIN_EXPERIMENT = "train"  # the MLflow experiment of `remdi-exp train`
 
 
 @dataclass
@@ -61,6 +71,39 @@ class SelectedEpoch(Callback):
         return {name: float(chosen[key]) for key, name in FINAL_KEYS.items() if key in chosen}
 
 
+class RunFolder(Callback):
+    """Records where the run's files are (tag ``run_dir``) and, in that folder, which MLflow run
+    they belong to (:data:`RUN_RECORD`; the tracking URI is not written: it may hold a
+    password)."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker = tracker
+        self.run_id = run_id
+
+    def on_train_start(self, trainer: Any) -> None:
+        self.tracker.set_tags(self.run_id, {"run_dir": str(trainer.run_dir)})
+        (trainer.run_dir / RUN_RECORD).write_text(json.dumps({"run_id": self.run_id}),
+                                                  encoding="utf-8")
+
+
+class ResumedHistory(Callback):
+    """Logs the epochs a resumed run restored from its checkpoint that the MLflow run lacks: all of
+    them for a new run (a retried trial), none but those a killed process saved and did not log
+    for a continued run; each epoch is logged once, at step = epoch."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker = tracker
+        self.run_id = run_id
+
+    def on_train_start(self, trainer: Any) -> None:
+        if not trainer.history:
+            return
+        logged = {m.step for m in self.tracker.client.get_metric_history(self.run_id, "epoch")}
+        for metrics in trainer.history:
+            if int(metrics["epoch"]) not in logged:
+                self.tracker.log_metrics(self.run_id, metrics, step=int(metrics["epoch"]))
+
+
 def sample_rows(checkpoint: Path, dataset: Any, device: torch.device, n: int = SAMPLE_IMAGES
                 ) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None]]:
     """``(name, input, output, target)`` of the first ``n`` validation images, enhanced one at a
@@ -77,36 +120,49 @@ def sample_rows(checkpoint: Path, dataset: Any, device: torch.device, n: int = S
 
 def log_data_info(tracker: Tracker, run_id: str, info: dict[str, Any]) -> None:
     """Image counts as metrics ``data.train_images``, ``data.val_images``, ``data.skipped`` (the
-    files ``data.skip_bad`` left out); the skipped files and reasons as ``data/skipped.json``."""
+    files ``data.skip_bad`` left out), ``data.unused_gt``; the skipped files and reasons as
+    ``data/skipped.json``, the ground-truth files no image pairs with as ``data/unused_gt.json``."""
     counts = info["counts"]
+    unused = info.get("unused_gt", [])
     tracker.log_metrics(run_id, {"data.train_images": counts["train"],
                                  "data.val_images": counts["val"],
-                                 "data.skipped": counts["skipped"]})
+                                 "data.skipped": counts["skipped"],
+                                 "data.unused_gt": len(unused)})
     if info["skipped"]:
         tracker.log_text(run_id, json.dumps(info["skipped"], indent=2, ensure_ascii=False),
                          "data/skipped.json")
+    if unused:
+        tracker.log_text(run_id, json.dumps(unused, indent=2, ensure_ascii=False),
+                         "data/unused_gt.json")
 
 
 def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
                  callbacks: Iterable[Callback] = (), run_dir: str | Path | None = None,
                  quiet: bool = False, log: Callable[[str], None] | None = None,
-                 samples: int = SAMPLE_IMAGES, resume: str | Path | None = None) -> RunOutcome:
+                 samples: int = SAMPLE_IMAGES, resume: str | Path | None = None,
+                 continued: bool = False, data: DataBundle | None = None) -> RunOutcome:
     """Train ``cfg`` and log everything into the open run ``run_id``; the caller terminates it.
 
     ``tracker`` None trains without any tracking (the baseline for measuring its overhead).
     Exceptions from the trainer or a callback (Optuna's ``TrialPruned``) propagate unchanged.
-    ``resume``: a checkpoint of the same config to continue from (``Trainer.fit(resume=...)``).
-    The data set's skipped files are logged before training (:func:`log_data_info`).
+    ``resume``: a checkpoint of the same config to continue from (``Trainer.fit(resume=...)``);
+    the restored epochs the run lacks are logged (:class:`ResumedHistory`). ``continued``: the run
+    is the one that wrote ``resume`` and holds its params and data counts already (MLflow params
+    cannot change, and a runtime key such as the device may).
+    The data set (``data``, or built from ``cfg``) and its skipped files are logged before
+    training (:func:`log_data_info`).
     """
     start = time.perf_counter()
     selected = SelectedEpoch()
-    extra = [] if tracker is None else [MlflowCallback(tracker, run_id)]
-    if tracker is not None:
+    extra = [] if tracker is None else [MlflowCallback(tracker, run_id),
+                                        RunFolder(tracker, run_id), ResumedHistory(tracker, run_id)]
+    if tracker is not None and not continued:
         tracker.log_params(run_id, cfg.to_flat())
-    trainer = Trainer(cfg, callbacks=[*extra, selected, *callbacks], quiet=quiet, run_dir=run_dir,
-                      log=log)
+    trainer = Trainer(cfg, data=data, callbacks=[*extra, selected, *callbacks], quiet=quiet,
+                      run_dir=run_dir, log=log)
     if tracker is not None:
-        log_data_info(tracker, run_id, trainer.data.info)
+        if not continued:
+            log_data_info(tracker, run_id, trainer.data.info)
         tracker.set_tags(run_id, {"device": str(trainer.device)})
     result = trainer.fit(resume=resume)
     final = selected.final_metrics(result)
@@ -114,8 +170,7 @@ def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
         tracker.log_metrics(run_id, {**final, "best_val_psnr": result.best_val_psnr,
                                      "best_val_ssim": result.best_val_ssim,
                                      "epochs_run": result.epochs_run}, step=result.epochs_run - 1)
-        tracker.set_tags(run_id, {"run_dir": str(result.run_dir),
-                                  "best_checkpoint": str(result.best_checkpoint),
+        tracker.set_tags(run_id, {"best_checkpoint": str(result.best_checkpoint),
                                   "selected_epoch": "last" if selected.epoch is None
                                   else str(selected.epoch),
                                   "stopped_early": str(result.stopped_early).lower()})
@@ -126,6 +181,13 @@ def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
     return RunOutcome(run_id, result, final, time.perf_counter() - start)
 
 
+def check_run_inputs(cfg: Config) -> None:
+    """The device and a writable ``training.output_dir`` of ``cfg``, checked before any run is
+    created: a wrong one is an error naming its key and leaves no FAILED run behind."""
+    resolve_device(cfg.training.device)
+    writable_dir(cfg.training.output_dir, "training.output_dir")
+
+
 def tracked_run(tracker: Tracker, experiment_id: str, cfg: Config, run_name: str,
                 tags: dict[str, Any], parent_run_id: str | None = None,
                 run_dir_root: str | Path | None = None, quiet: bool = False,
@@ -133,8 +195,29 @@ def tracked_run(tracker: Tracker, experiment_id: str, cfg: Config, run_name: str
     """A complete run: created, trained and terminated (FINISHED / FAILED / KILLED).
 
     ``run_dir_root``: the trainer's folder is ``<run_dir_root>/<MLflow run id>``; None lets the
-    trainer make a fresh folder under ``training.output_dir``.
+    trainer make a fresh folder under ``training.output_dir``. The first SIGINT/SIGTERM stops
+    training at the end of the current epoch, after its ``last.pth`` (:mod:`.stopping`): the run
+    ends KILLED and :class:`~.stopping.Interrupted` propagates; :func:`continued_run` resumes it.
+    The inputs (:func:`check_run_inputs`, the data set) are checked before the run is created.
     """
-    with tracker.active_run(experiment_id, run_name, tags, parent_run_id) as run_id:
+    check_run_inputs(cfg)
+    data = build_data(cfg, log=log or ((lambda _msg: None) if quiet else print))
+    with StopRequest() as stop, \
+            tracker.active_run(experiment_id, run_name, tags, parent_run_id) as run_id:
         run_dir = None if run_dir_root is None else Path(run_dir_root) / run_id
-        return train_in_run(tracker, run_id, cfg, run_dir=run_dir, quiet=quiet, log=log)
+        return train_in_run(tracker, run_id, cfg, callbacks=[StopAtEpochEnd(stop)],
+                            run_dir=run_dir, quiet=quiet, log=log, data=data)
+
+
+def continued_run(tracker: Tracker, run_id: str, cfg: Config, checkpoint: Path,
+                  quiet: bool = False, log: Callable[[str], None] | None = None) -> RunOutcome:
+    """Continue the stopped run ``run_id`` from its ``checkpoint`` in the same MLflow run
+    (reopened RUNNING, then terminated as by :func:`tracked_run`), in the checkpoint's run folder;
+    the epochs after the checkpoint's are logged at their own steps. The inputs are checked before
+    the run is reopened, as by :func:`tracked_run`."""
+    check_run_inputs(cfg)
+    data = build_data(cfg, log=log or ((lambda _msg: None) if quiet else print))
+    with StopRequest() as stop, tracker.reopened(run_id):
+        tracker.set_tags(run_id, {"resumed_from": str(checkpoint)})
+        return train_in_run(tracker, run_id, cfg, callbacks=[StopAtEpochEnd(stop)], quiet=quiet,
+                            log=log, resume=checkpoint, continued=True, data=data)

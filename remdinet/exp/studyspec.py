@@ -58,6 +58,7 @@ import optuna
 from remdinet.config import ConfigError, coerce, field_spec, resolve
 from remdinet.metrics import MS_SSIM_MIN_SIDE
 
+from .names import name_problem
 from .presets import find_toml, load_preset
 
 if sys.version_info >= (3, 11):
@@ -459,8 +460,10 @@ def load_spec(name: str | Path, preset: str | None = None,
     if not isinstance(baseline, bool):
         raise _err(src, "[study] baseline", f"must be true or false, got {baseline!r}")
     name_value = study.get("name", path.stem)
-    if not isinstance(name_value, str) or not name_value.strip():
-        raise _err(src, "[study] name", f"must be a non-empty string, got {name_value!r}")
+    problem = name_problem(name_value)  # it names the study's folders and MLflow experiment
+    if problem is not None:
+        raise _err(src, "[study] name" if "name" in study else "[study] name (the file name)",
+                   problem)
     preset = preset or study.get("preset")
     if preset is not None and not isinstance(preset, str):
         raise _err(src, "[study] preset", f"must be a preset name, got {preset!r}")

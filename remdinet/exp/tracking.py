@@ -2,14 +2,16 @@
 
 Nothing here touches MLflow's fluent API (``mlflow.start_run`` and its global active-run stack), so
 several threads or processes can log to the same store. Every run opened with
-:meth:`Tracker.active_run` ends FINISHED, FAILED (with a ``fail_reason`` tag) or KILLED (interrupt);
-none is left RUNNING.
+:meth:`Tracker.active_run` ends FINISHED, FAILED or KILLED (interrupt), the last two with a
+``fail_reason`` tag. A run whose process was killed before it could close it is closed KILLED by
+the next :class:`Tracker` that writes, on the same host (:mod:`.owner`).
 
 The default store is a SQLite database ``./mlruns/mlflow.db`` with artifacts under
 ``./mlruns/artifacts/<experiment>``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` select any other.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -24,11 +26,16 @@ from typing import Any, Iterator, Mapping
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
 
 from remdinet.config import ConfigError
 from remdinet.training.callbacks import Callback
 
+from .owner import OWNER_TAG, is_gone, owner_tags
+from .names import check_name
 from .presets import PROJECT_ROOT
+from .stores import MLFLOW, check_store, is_database, mask_url, redact, sqlite_path
+from .stopping import interrupt_reason
 
 STORE_DIR = "mlruns"
 # MLflow's limits: param values <= 6000 characters; log_batch takes <= 100 params/tags and
@@ -37,6 +44,7 @@ PARAM_VALUE_LIMIT = 6000
 _PARAM_BATCH = 100
 _METRIC_BATCH = 1000
 SQLITE_LOCK_WAIT = 60  # seconds
+_log = logging.getLogger(__name__)
 
 
 def default_tracking_uri(base: str | Path | None = None) -> str:
@@ -47,12 +55,6 @@ def default_tracking_uri(base: str | Path | None = None) -> str:
 def resolve_tracking_uri(uri: str | None) -> str:
     """``uri``, else ``MLFLOW_TRACKING_URI``, else the default SQLite store under ./mlruns."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri[len("sqlite:///"):])
 
 
 def artifact_root(uri: str) -> Path | None:
@@ -92,10 +94,15 @@ def quiet_loggers() -> None:
 
 
 class Tracker:
-    """One tracking store. Cheap to create; share one per process or create one per worker."""
+    """One tracking store. Cheap to create; share one per process or create one per worker.
+    A database store is checked first (:func:`.stores.check_store`; ``writes`` False: a reader
+    such as ``compare`` does not need a writable SQLite folder)."""
 
-    def __init__(self, uri: str):
+    def __init__(self, uri: str, writes: bool = True):
         self.uri = uri
+        if is_database(uri):
+            # a wrong password, an unknown host or a read-only store fails here, in one line
+            check_store(uri, MLFLOW, writes)
         db = sqlite_path(uri)
         client_uri = uri
         if db is not None:
@@ -104,13 +111,20 @@ class Tracker:
                 # several worker processes log to one SQLite store: wait for its write lock
                 # instead of failing with "database is locked" after sqlite3's default 5 s
                 client_uri = f"{uri}?timeout={SQLITE_LOCK_WAIT}"
-        self.client = MlflowClient(tracking_uri=client_uri)
+        try:
+            self.client = MlflowClient(tracking_uri=client_uri)
+        except MlflowException as exc:
+            raise ConfigError(f"MLflow tracking URI {mask_url(uri)}: MLflow has no store for it "
+                              f"({' '.join(redact(str(exc), uri).split())})") from None
+        if writes:  # a read-only Tracker (compare) may be looking at a store it cannot change
+            self.close_abandoned()
 
     # -- experiments and runs ----------------------------------------------------------------
     def experiment_id(self, name: str) -> str:
         """Id of experiment ``name``, created on first use (artifacts under the store's root)."""
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
+            check_name(name, "MLflow experiment name")  # it names the artifact folder
             root = artifact_root(self.uri)
             location = None if root is None else str(root / name)
             try:
@@ -121,8 +135,8 @@ class Tracker:
                     raise
                 exp = self.client.get_experiment_by_name(name)
         if exp.lifecycle_stage != "active":
-            raise ConfigError(f"MLflow experiment {name!r} is deleted in {self.uri}; restore it "
-                              f"(mlflow experiments restore) or remove it permanently")
+            raise ConfigError(f"MLflow experiment {name!r} is deleted in {mask_url(self.uri)}; "
+                              f"restore it (mlflow experiments restore) or remove it permanently")
         return exp.experiment_id
 
     def create_run(self, experiment_id: str, run_name: str, tags: Mapping[str, Any] | None = None,
@@ -139,11 +153,42 @@ class Tracker:
     def terminate(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
 
+    def close_abandoned(self) -> None:
+        """Close KILLED (tag ``fail_reason``) every RUNNING run whose owner process
+        (:mod:`.owner`) lived on this host and is gone; runs of other hosts and of live processes
+        are left alone."""
+        experiments = [e.experiment_id for e in self.client.search_experiments()]
+        if not experiments:
+            return
+        for run in self.client.search_runs(experiments, "attributes.status = 'RUNNING'",
+                                           max_results=50_000):
+            owner = run.data.tags.get(OWNER_TAG)
+            if owner is None or not is_gone(owner):
+                continue
+            reason = (f"abandoned: its process {owner} ended without closing the run (killed, "
+                      f"e.g. by SIGKILL)")
+            self.client.set_tag(run.info.run_id, "fail_reason", reason)
+            self.terminate(run.info.run_id, "KILLED")
+            _log.warning("closed MLflow run %s KILLED: %s", run.info.run_id, reason)
+
     @contextmanager
     def active_run(self, experiment_id: str, run_name: str, tags: Mapping[str, Any] | None = None,
                    parent_run_id: str | None = None) -> Iterator[str]:
-        """Create a run and always terminate it: FINISHED, FAILED (+ ``fail_reason``) or KILLED."""
-        run_id = self.create_run(experiment_id, run_name, tags, parent_run_id)
+        """Create a run owned by this process (tag ``worker``, :mod:`.owner`) and always
+        terminate it: FINISHED, FAILED or KILLED (both with ``fail_reason``)."""
+        run_id = self.create_run(experiment_id, run_name, {**(tags or {}), **owner_tags()},
+                                 parent_run_id)
+        with self.terminating(run_id):
+            yield run_id
+
+    @contextmanager
+    def reopened(self, run_id: str) -> Iterator[str]:
+        """Set a terminated run RUNNING again, owned by this process, and terminate it when the
+        block ends (as :meth:`terminating`); its old ``fail_reason`` is removed."""
+        self.client.update_run(run_id, status="RUNNING")
+        if "fail_reason" in self.tags_of(run_id):
+            self.client.delete_tag(run_id, "fail_reason")
+        self.set_tags(run_id, owner_tags())
         with self.terminating(run_id):
             yield run_id
 
@@ -154,8 +199,9 @@ class Tracker:
         try:
             yield run_id
             status = "FINISHED"
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             status = "KILLED"
+            self.client.set_tag(run_id, "fail_reason", interrupt_reason(exc))
             raise
         except BaseException as exc:
             self.client.set_tag(run_id, "fail_reason", f"{type(exc).__name__}: {exc}"[:5000])
@@ -190,6 +236,19 @@ class Tracker:
             figure.savefig(path, dpi=110, bbox_inches="tight")
             self.log_file(run_id, path, _folder(artifact_file))
 
+    def log_table(self, run_id: str, table: Any, artifact_file: str) -> None:
+        """A DataFrame as ``artifact_file`` (``dir/name.json``) for MLflow's table view, replacing
+        an earlier version: ``MlflowClient.log_table`` appends to an existing file, so a table
+        that a rerun rebuilds from every finished cell would list each row again."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            table.to_json(path, orient="split", index=False)
+            self.log_file(run_id, path, _folder(artifact_file))
+        logged = json.loads(self.tags_of(run_id).get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in logged:
+            self.set_tags(run_id, {MLFLOW_LOGGED_ARTIFACTS: json.dumps([*logged, entry])})
+
     def log_file(self, run_id: str, path: str | Path, artifact_dir: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_dir)
 
@@ -208,14 +267,18 @@ class MlflowCallback(Callback):
         self.tracker.log_metrics(self.run_id, metrics, step=epoch)
 
 
-def ui_command(uri: str, port: int) -> list[str]:
-    """``mlflow ui`` on 127.0.0.1 over the project's store."""
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", "127.0.0.1", "--port", str(port)]
+UI_STORE_ENV = "MLFLOW_BACKEND_STORE_URI"  # read by `mlflow ui` in place of --backend-store-uri
+
+
+def ui_command(uri: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """``mlflow ui`` on 127.0.0.1 over the project's store: the command and the environment
+    variables to add. The store's URI travels in the environment, not on the command line, where
+    every user of the machine could read its password (``ps``)."""
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
     root = artifact_root(uri)
     if root is not None:
         cmd += ["--default-artifact-root", str(root)]
-    return cmd
+    return cmd, {UI_STORE_ENV: uri}
 
 
 def _folder(artifact_file: str) -> str | None:

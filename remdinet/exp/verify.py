@@ -107,8 +107,7 @@ def verify_study(spec: StudySpec, storage_url: str, tracking_uri: str, options: 
         engine.tracker.set_tags(engine.parent, {"mlflow.note.content": markdown,
                                                 "verified_winner": winner_label or "none"})
         engine.tracker.log_text(engine.parent, table.to_csv(index=False), "verify/verify.csv")
-        engine.tracker.client.log_table(engine.parent, data=table,
-                                        artifact_file="verify/verify_table.json")
+        engine.tracker.log_table(engine.parent, table, "verify/verify_table.json")
         if winner is None:
             log(f"no candidate beats the baseline on {metric} at {seeds} fresh seed(s)"
                 + ("; nothing exported" if export is not None else ""))

@@ -17,11 +17,14 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; an explicit CUDA device must exist."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # no device type torch knows ("tpu9")
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"training.device: {name!r} is not auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"training.device: {name!r} requested but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"training.device: {name!r} is not auto, cpu, cuda or cuda:N")
     return device
 
 
@@ -62,6 +65,19 @@ def keep_freed_memory() -> None:
     m_trim_threshold, m_mmap_max = -1, -4
     if not (libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1)):
         raise RuntimeError("mallopt refused the allocator settings (M_MMAP_MAX, M_TRIM_THRESHOLD)")
+
+
+def wants_cudnn_benchmark(device: torch.device, fixed_sizes: bool) -> bool:
+    """Whether to let cuDNN autotune its convolutions (``torch.backends.cudnn.benchmark``).
+
+    Autotuning times the candidate algorithms once per input shape and keeps the fastest, which pays
+    off when every batch has the same shape (fixed training crops, validation squashed to the same
+    size); with varying sizes each new shape would be tuned again. Not when deterministic algorithms
+    are requested (``torch.use_deterministic_algorithms``): the fastest algorithm can differ from
+    one run to the next. CUDA only: cuDNN is not used on CPU.
+    """
+    return (device.type == "cuda" and fixed_sizes
+            and not torch.are_deterministic_algorithms_enabled())
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

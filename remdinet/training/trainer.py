@@ -17,7 +17,8 @@ What happens in an epoch, in order (each step cites the reference):
 4. Validation on the epochs of §5.8, scheduler step, model selection and early stopping
    (:mod:`.selection`), checkpoints, callbacks.
 
-Deviations from the reference, all deliberate: validation does not swallow exceptions; every
+Deviations from the reference, all deliberate: validation does not swallow exceptions, and when the
+NaN guard leaves no finite validation batch its metrics are NaN (logged), not 0; every
 checkpoint holds the full state (scheduler, RNG, counters, flags, best scores), so resuming continues
 exactly; the per-epoch loader order is a function of the seed and the epoch.
 """
@@ -45,7 +46,8 @@ from ..losses import LossOutput, build_stage_loss, mix_losses, ramp_weights
 from ..metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, ssim
 from ..model import build_model
 from .callbacks import Callback, CallbackList
-from .device import autocast, autocast_dtype, keep_freed_memory, resolve_device, seed_everything
+from .device import (autocast, autocast_dtype, keep_freed_memory, resolve_device, seed_everything,
+                     wants_cudnn_benchmark)
 from .optim import (build_optimizer, cosine_scheduler, group_lr, plateau_scheduler,
                     restore_scheduler, scale_group_lr, scheduler_state, set_group_lr)
 from .schedule import StageSchedule, mix_factor, perceptual_warmup
@@ -103,10 +105,14 @@ class Trainer:
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)
             keep_freed_memory()
+        # Training crops are always image_size, validation ones only when squashed to it. The flag
+        # is process-wide: set by every run, so one study trial's choice does not carry into the next.
+        torch.backends.cudnn.benchmark = wants_cudnn_benchmark(
+            self.device, fixed_sizes=cfg.data.val_resize == "squash")
         seed_everything(cfg.training.seed)
         self.data = data if data is not None else build_data(cfg, log=self.log)
-        self.train_loader = make_loader(self.data.train, cfg, train=True)
-        self.val_loader = make_loader(self.data.val, cfg, train=False)
+        self.train_loader = make_loader(self.data.train, cfg, train=True, device=self.device)
+        self.val_loader = make_loader(self.data.val, cfg, train=False, device=self.device)
 
         self.model = build_model(cfg).to(self.device)
         self.forward_model = torch.compile(self.model) if cfg.training.compile else self.model
@@ -350,7 +356,8 @@ class Trainer:
 
     def _validate(self) -> dict[str, float]:
         """Mean over batches of the per-batch means (§5.8); Gaussian SSIM always, MS-SSIM only when
-        every validated image's smaller side is > 160 pixels."""
+        every validated image's smaller side is > 160 pixels. Batches the NaN guard leaves out are
+        counted in ``val_skipped_batches`` and logged; none left: the metrics are NaN."""
         cfg, device = self.cfg, self.device
         guard = self.fixes.on("mask_unfreeze.val_nan_guard")
         self.model.eval()
@@ -389,8 +396,16 @@ class Trainer:
                     count += 1.0
         n_valid = int(count.item())
         totals = dict(zip(names, torch.stack([sums[n] for n in names]).tolist()))
-        # The reference reports 0 when no batch was valid (all skipped, or no ground truth).
-        mean = {n: totals[n] / n_valid if n_valid else 0.0 for n in names}
+        # The reference reports 0 when no batch was valid. Without ground truth that stays (logged
+        # below); when the guard skipped every batch the metrics are NaN, which says "diverged"
+        # (a study's DivergenceGuard fails the trial) where 0 would pass for a poor model.
+        empty = math.nan if batches else 0.0
+        mean = {n: totals[n] / n_valid if n_valid else empty for n in names}
+        if n_valid < batches:
+            self.log(f"validation: {batches - n_valid} of {batches} batch(es) had non-finite "
+                     f"metrics and were left out"
+                     + ("; none was finite, so the validation metrics are NaN" if not n_valid
+                        else ""))
         metrics = {"val_psnr": mean["psnr"], "val_ssim": mean["ssim"],
                    "val_saturation": mean["saturation"], "val_skipped_batches": batches - n_valid}
         if batches and ms_batches == batches:

@@ -51,3 +51,44 @@ def remdinet_tree(root: Path, n: int = 5, val: int = 0, h: int = 20, w: int = 24
     if val:
         pair_tree(root, "val_data", "val_gt", [f"v{i}.png" for i in range(val)], h, w, seed=100)
     return root
+
+
+def natural_rgb(seed: int, h: int = 96, w: int = 128) -> np.ndarray:
+    """Smooth gradients with a little noise: compresses like a photograph (random noise does not)."""
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (h + w) + 64], axis=-1)
+    noise = np.random.default_rng(seed).normal(0, 8, size=(h, w, 3))
+    return np.clip(cv2.GaussianBlur(base + noise, (3, 3), 0), 0, 255).astype(np.uint8)
+
+
+def scan_data_span(jpeg: bytes) -> tuple[int, int]:
+    """[start, end) of the entropy-coded data of a single-scan JPEG (after SOS, before EOI)."""
+    sos = jpeg.find(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(jpeg[sos + 2:sos + 4], "big")
+    return start, jpeg.rindex(b"\xff\xd9")
+
+
+def garbage_in_scan(jpeg: bytes, n: int = 200, seed: int = 0) -> bytes:
+    """``jpeg`` with ``n`` random bytes written over the middle of its scan data (the length and
+    the markers stay intact, so only a decoder can tell)."""
+    start, end = scan_data_span(jpeg)
+    assert end - start > 3 * n, "image too small for the corruption"
+    at = (start + end - n) // 2
+    data = bytearray(jpeg)
+    data[at:at + n] = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+    return bytes(data)
+
+
+def encode_jpeg(rgb: np.ndarray, *params: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), list(params))
+    assert ok
+    return buf.tobytes()
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """``jpeg`` with an APP1 Exif segment holding only the orientation tag (0x0112)."""
+    import struct
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]

@@ -1,7 +1,12 @@
+import os
+
+import cv2
+import numpy as np
 import pytest
 import torch
 
-from data_helpers import cfg_for, pair_tree, rand_rgb, remdinet_tree, write
+from data_helpers import (cfg_for, encode_jpeg, garbage_in_scan, natural_rgb, pair_tree, rand_rgb,
+                          remdinet_tree, with_exif_orientation, write)
 from remdinet.data import DataError, build_data
 
 
@@ -44,10 +49,27 @@ def _bad_case(root, kind):
     if kind == "corrupt_gt":
         _corrupt_png(root / "train_gt" / "3.png")
         return "3.png"
+    if kind == "garbled_jpeg":  # decodes without an OpenCV error, with wrong pixels
+        rgb = natural_rgb(0)
+        (root / "train_data" / "g.jpg").write_bytes(garbage_in_scan(encode_jpeg(rgb // 4)))
+        write(root / "train_gt" / "g.png", rgb)
+        return "g.jpg"
+    if kind in ("dangling_link", "link_loop"):
+        link = root / "train_data" / "l.png"
+        _symlink(link, root / "gone.png" if kind == "dangling_link" else link)
+        return "l.png"
     raise AssertionError(kind)
 
 
-KINDS = ["corrupt_png", "truncated_jpeg", "non_image", "size_mismatch", "missing_gt", "corrupt_gt"]
+def _symlink(link, target):
+    try:
+        os.symlink(target, link)
+    except (OSError, NotImplementedError) as exc:
+        pytest.skip(f"cannot make symbolic links here: {exc}")
+
+
+KINDS = ["corrupt_png", "truncated_jpeg", "non_image", "size_mismatch", "missing_gt", "corrupt_gt",
+         "garbled_jpeg", "dangling_link", "link_loop"]
 
 
 @pytest.mark.parametrize("pairing", ["strict", "flexible"])
@@ -168,6 +190,54 @@ def test_unused_ground_truth_is_recorded(tmp_path):
     info = build_data(cfg_for(tmp_path, data__val_split=0.34), log=log).info
     assert [p.split("/")[-1] for p in info["unused_gt"]] == ["extra.png"]
     assert "1 ground-truth files unused" in log[-1]
+
+
+def test_each_unused_ground_truth_file_is_named_in_the_log(tmp_path):
+    remdinet_tree(tmp_path, n=3)
+    for name in ("extra.png", "spare.png"):
+        write(tmp_path / "train_gt" / name, rand_rgb(5))
+    log = Log()
+    build_data(cfg_for(tmp_path, data__val_split=0.34), log=log)
+    named = [m for m in log if "ground truth unused" in m]
+    assert len(named) == 2
+    assert str(tmp_path / "train_gt" / "extra.png") in named[0]
+    assert str(tmp_path / "train_gt" / "spare.png") in named[1]
+
+
+def test_a_dangling_link_is_named_not_counted_as_unused_ground_truth(tmp_path):
+    remdinet_tree(tmp_path, n=4)
+    (tmp_path / "train_data" / "1.png").unlink()
+    _symlink(tmp_path / "train_data" / "1.png", tmp_path / "elsewhere" / "1.png")
+    with pytest.raises(DataError, match="broken symbolic link") as info:
+        build_data(cfg_for(tmp_path, data__val_split=0.34), log=Log())
+    assert str(tmp_path / "train_data" / "1.png") in str(info.value)
+    log = Log()
+    info = build_data(cfg_for(tmp_path, data__val_split=0.34, data__skip_bad=True), log=log).info
+    assert [s["file"] for s in info["skipped"]] == [str(tmp_path / "train_data" / "1.png")]
+    assert any("skipped" in m and "1.png" in m and "symbolic link" in m for m in log)
+    assert info["unused_gt"] == [str(tmp_path / "train_gt" / "1.png")]  # and its GT is named
+
+
+def test_exif_rotated_jpeg_pairs_with_ground_truth_stored_as_viewers_show_it(tmp_path):
+    remdinet_tree(tmp_path, n=3, h=24, w=32)
+    upright = natural_rgb(5, 32, 24)  # portrait, as a viewer shows the photograph
+    stored = np.rot90(upright, 1)  # the camera's landscape pixels; orientation 6 turns them back
+    (tmp_path / "train_data" / "p.jpg").write_bytes(
+        with_exif_orientation(encode_jpeg(stored // 4, cv2.IMWRITE_JPEG_QUALITY, 95), 6))
+    write(tmp_path / "train_gt" / "p.png", upright)
+    info = build_data(cfg_for(tmp_path, data__val_split=0.0), log=Log()).info
+    assert "p.jpg" in info["split"]["train"] and info["counts"]["skipped"] == 0
+
+
+def test_size_mismatch_caused_by_exif_orientation_says_so(tmp_path):
+    remdinet_tree(tmp_path, n=3, h=24, w=32)
+    stored = natural_rgb(5, 24, 32)
+    (tmp_path / "train_data" / "p.jpg").write_bytes(
+        with_exif_orientation(encode_jpeg(stored // 4), 6))
+    write(tmp_path / "train_gt" / "p.png", stored)  # GT kept in the unturned pixel order
+    with pytest.raises(DataError, match="size mismatch") as info:
+        build_data(cfg_for(tmp_path, data__val_split=0.0), log=Log())
+    assert "p.jpg has EXIF orientation 6" in str(info.value)
 
 
 def test_seeded_split_is_recorded_reproducible_and_matches_random_split(tmp_path):

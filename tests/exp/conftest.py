@@ -1,4 +1,5 @@
-"""Fixtures of the experiment-layer tests: throw-away MLflow and Optuna stores."""
+"""Fixtures of the experiment-layer tests: fresh PostgreSQL databases (the SQLite stores are in
+tests/conftest.py)."""
 from __future__ import annotations
 
 import uuid
@@ -6,16 +7,6 @@ import uuid
 import pytest
 import sqlalchemy
 from pg_server import PG_URL
-
-
-@pytest.fixture
-def tracking_uri(tmp_path):
-    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-
-
-@pytest.fixture
-def storage_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Ablations on the engine: cells run once each by several workers, resumed runs train only what
 is missing, a changed base config is refused, workers pinned to devices, a SIGKILLed worker's cell
-retried from its checkpoint, adaptive seeds, ``ablate show``; 3 workers on PostgreSQL."""
+retried from its checkpoint, SIGTERM to an in-process ablation, adaptive seeds, ``ablate show``; 3
+workers on PostgreSQL."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from cli_process import LONG_EPOCHS, finish, start_cli, wait_until
 from remdinet.exp.cli import app
 from pg_server import needs_server
 from remdinet.exp.engine import CELL_ATTR, RUN_ATTR, WORKER_ATTR, cell_key
@@ -95,6 +98,12 @@ def test_two_workers_run_each_cell_once_and_a_rerun_trains_only_new_seeds(
     assert csv.set_index("variant").loc["-mask_unfreeze", "n_seeds"] == 3
     artifacts = {a.path for a in client.list_artifacts(parent, "ablation")}
     assert {"ablation/ablation.png", "ablation/ablation_table.json"} <= artifacts
+    # three sessions wrote the table: the last one replaced it, one row per variant
+    assert {"path": "ablation/ablation_table.json", "type": "table"} in json.loads(
+        run.data.tags["mlflow.loggedArtifacts"])
+    logged = pd.read_json(client.download_artifacts(parent, "ablation/ablation_table.json",
+                                                    str(tmp_path)), orient="split")
+    assert sorted(logged["variant"]) == sorted(csv["variant"]) and len(logged) == len(csv)
 
 
 def test_a_changed_base_config_is_refused_naming_the_keys(tmp_path, tracking_uri):
@@ -188,6 +197,29 @@ def test_a_sigkilled_workers_cell_is_retried_from_its_checkpoint_and_finishes_on
     resumed = client.get_run(retry.user_attrs[RUN_ATTR])
     assert resumed.info.status == "FINISHED"
     assert resumed.data.tags["resumed_from"].endswith(f"trial_{victim.number}/checkpoints/last.pth")
+
+
+def test_sigterm_stops_an_in_process_ablation_at_an_epoch_end_and_closes_its_runs_killed(
+        tmp_path, tracking_uri, storage_url):
+    folder = tmp_path / "outputs" / "ablations" / NAME
+    proc, log = start_cli(tmp_path, tracking_uri, "--quiet", "ablate", *VARIANTS, "--name", NAME,
+                          "--storage", storage_url, "--workers", "1",
+                          "--set", f"training.output_dir={tmp_path / 'outputs'}", *LONG_EPOCHS)
+    wait_until(lambda: any(folder.glob("trial_*/checkpoints/last.pth")), proc, log,
+               "a cell's first last.pth")
+    proc.send_signal(signal.SIGTERM)
+    code, output = finish(proc, log)
+    assert code == 143, output
+    assert f"stopped: ablation '{NAME}' stopped by SIGTERM" in output
+    assert "Traceback" not in output
+    client = MlflowClient(tracking_uri)
+    (stopped,) = [r for r in children(client) if r.info.status != "FINISHED"]
+    assert stopped.info.status == "KILLED"
+    assert stopped.data.tags["fail_reason"].startswith("interrupted: stopped by SIGTERM at the end")
+    (parent,) = {r.data.tags["mlflow.parentRunId"] for r in children(client)}
+    assert client.get_run(parent).info.status == "KILLED"
+    trial = stopped.data.tags["optuna.trial_number"]
+    assert (folder / f"trial_{trial}" / "checkpoints" / "last.pth").is_file()  # for the retry
 
 
 @pytest.mark.postgres

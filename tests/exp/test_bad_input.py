@@ -79,6 +79,22 @@ def truncated_jpeg(path: Path) -> None:
     path.write_bytes(data[: len(data) * 2 // 3])
 
 
+def garbled_jpeg(path: Path, seed: int = 0) -> None:
+    """A JPEG with 200 random bytes over the middle of its scan data: OpenCV decodes it without an
+    error (about half the pixels wrong); only libjpeg's warning tells."""
+    y, x = np.mgrid[0:96, 0:128]
+    smooth = np.stack([x * 2.0, y * 2.6, (x + y) * 0.6 + 64], axis=-1)
+    noise = np.random.default_rng(seed).normal(0, 8, smooth.shape)
+    write_image(path, np.clip(smooth + noise, 0, 255).astype(np.uint8))
+    data = bytearray(path.read_bytes())
+    sos = data.find(b"\xff\xda")
+    start, end = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big"), data.rindex(b"\xff\xd9")
+    at = (start + end - 200) // 2
+    data[at:at + 200] = np.random.default_rng(seed).integers(0, 256, 200, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None
+
+
 def make_bad(root: Path, kind: str) -> tuple[Path, str]:
     """A good data set with one problem of ``kind``: (the file concerned, the expected reason)."""
     dataset(root)
@@ -98,10 +114,19 @@ def make_bad(root: Path, kind: str) -> tuple[Path, str]:
     if kind == "non_image":
         (root / "train_data" / "notes.txt").write_text("not a picture")
         return root / "train_data" / "notes.txt", "not an image file"
+    if kind == "garbled_jpeg":
+        garbled_jpeg(root / "train_data" / "3.jpg")
+        write_image(root / "train_gt" / "3.png", pixels(3, side=96))
+        return root / "train_data" / "3.jpg", "corrupt JPEG image data"
+    if kind == "dangling_link":
+        (root / "train_data" / "1.png").unlink()
+        (root / "train_data" / "1.png").symlink_to(root / "moved" / "1.png")
+        return root / "train_data" / "1.png", "broken symbolic link"
     raise AssertionError(kind)
 
 
-BAD_KINDS = ["corrupt_png", "truncated_jpeg", "size_mismatch", "missing_gt", "non_image"]
+BAD_KINDS = ["corrupt_png", "truncated_jpeg", "size_mismatch", "missing_gt", "non_image",
+             "garbled_jpeg", "dangling_link"]
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
@@ -221,12 +246,23 @@ def test_skip_bad_counts_and_records_every_skipped_file_in_mlflow(tmp_path):
         else:
             (root / "train_data" / "readme.md").write_text("notes")
             expected[root / "train_data" / "readme.md"] = "not an image file"
+    garbled_jpeg(root / "train_data" / "4.jpg")
+    write_image(root / "train_gt" / "4.png", pixels(4, side=96))
+    expected[root / "train_data" / "4.jpg"] = "corrupt JPEG image data"
+    (root / "train_data" / "3.png").symlink_to(root / "nowhere.png")
+    expected[root / "train_data" / "3.png"] = "broken symbolic link"
+    write_image(root / "train_gt" / "3.png", pixels(3))  # unused: its image is the broken link
+    write_image(root / "train_gt" / "spare.png", pixels(2))  # unused: no image at all
     result, uri = train(tmp_path, root, "--skip-bad")
     assert result.exit_code == 0, result.output
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
     assert run.data.metrics["data.skipped"] == len(expected)
     assert run.data.metrics["data.train_images"] == 3
+    unused = json.loads(Path(client.download_artifacts(run.info.run_id, "data/unused_gt.json",
+                                                       str(tmp_path))).read_text())
+    assert unused == [str(root / "train_gt" / "3.png"), str(root / "train_gt" / "spare.png")]
+    assert run.data.metrics["data.unused_gt"] == 2
     assert run.data.params["data.skip_bad"] == "true"
     skipped = json.loads(Path(client.download_artifacts(run.info.run_id, "data/skipped.json",
                                                          str(tmp_path))).read_text())

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from cli_process import finish, start_cli, wait_until
 from remdinet.config import ConfigError
 from remdinet.exp import ablate as ablate_mod
 from remdinet.exp import study as study_mod
@@ -118,3 +120,19 @@ def test_study_run_with_doctor_tags_each_trial_run(tracking_uri, storage_url, tm
     (trial,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert trial.data.tags["doctor.run_id"] == doctor_run.info.run_id
     assert trial.data.tags["doctor.flagged"] == doctor_run.data.tags["doctor.flagged"]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_doctor_at_an_epoch_end_and_closes_its_run_killed(tmp_path,
+                                                                            tracking_uri):
+    proc, log = start_cli(tmp_path, tracking_uri, "doctor", "--preset", "tiny")
+    wait_until(lambda: "epoch 0 [" in log.read_text(), proc, log, "the slice's first epoch")
+    proc.send_signal(signal.SIGTERM)
+    code, output = finish(proc, log)
+    assert code == 143, output
+    assert "stopped: stopped by SIGTERM at the end of epoch" in output
+    assert "Traceback" not in output
+    _, (run,) = _runs(tracking_uri, EXPERIMENT)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["fail_reason"].startswith("interrupted: stopped by SIGTERM at the end of")
+    assert "doctor.flags" not in run.data.tags  # a partial slice gives no report

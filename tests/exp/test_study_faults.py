@@ -3,6 +3,7 @@ their retries, the race to create a study and its parent run, option checks."""
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 import threading
 import time
@@ -49,6 +50,45 @@ def test_divergence_guard_fails_an_epoch_whose_loss_is_not_finite():
     with pytest.raises(TrialFailure, match="val_psnr = inf"):
         guard.on_epoch_end(None, 3, 1, {"train_loss": 0.5, "val_psnr": math.inf,
                                         "skipped_batches": 0})
+
+
+def test_divergence_guard_fails_an_epoch_whose_validation_batches_were_all_non_finite():
+    guard = DivergenceGuard()
+    with pytest.raises(TrialFailure, match=r"diverged at epoch 1: val_psnr = nan, val_ssim = nan "
+                                           r"\(0 training batch\(es\) of the epoch skipped for a "
+                                           r"non-finite loss, 3 validation batch\(es\) with "
+                                           r"non-finite metrics\)"):
+        guard.on_epoch_end(None, 1, 1, {"train_loss": 0.5, "val_psnr": math.nan,
+                                        "val_ssim": math.nan, "skipped_batches": 0,
+                                        "val_skipped_batches": 3})
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_a_trial_whose_validation_is_all_non_finite_fails_as_diverged_not_scored_0(
+        tmp_path, tracking_uri, storage_url, monkeypatch):
+    real_init = Trainer.__init__
+
+    def nan_output(module, args, out):  # every validation batch is non-finite
+        return out if module.training else {**out, "enhanced": out["enhanced"] * math.nan}
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.model.register_forward_hook(nan_output)
+
+    monkeypatch.setattr(Trainer, "__init__", init)
+    spec = spec_file(tmp_path, 'n_trials = 1\nsampler = "grid"\npruner = "median"',
+                     name="nanval")
+    spec.write_text(spec.read_text().replace('pruner = "none"\n', ""))
+    result = runner.invoke(app, ["--tracking-uri", tracking_uri, "--quiet", "study", "run",
+                                 str(spec), "--storage", storage_url,
+                                 "--set", f"training.output_dir={tmp_path / 'out'}"])
+    assert result.exit_code == 0, result.output
+    (trial,) = optuna.load_study(study_name="nanval", storage=storage_url).trials
+    assert trial.state == TrialState.FAIL
+    assert re.match(r"TrialFailure: diverged at epoch \d+: val_psnr = nan", trial.user_attrs[FAIL_ATTR])
+    assert "validation batch(es) with non-finite metrics" in trial.user_attrs[FAIL_ATTR]
+    assert 0.0 not in trial.intermediate_values.values()
 
 
 class _Restored:

@@ -1,11 +1,14 @@
 """MLflow helpers: store layout, run termination, param/metric logging, the trainer callback."""
 from __future__ import annotations
 
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from remdinet.config import ConfigError
+from remdinet.exp.owner import OWNER_TAG, process_label
 from remdinet.exp.tracking import (PARAM_VALUE_LIMIT, MlflowCallback, Tracker, artifact_root,
                                    default_tracking_uri, resolve_tracking_uri, ui_command)
 
@@ -54,6 +57,43 @@ def test_run_ends_finished_failed_or_killed(tracker):
         with tracker.active_run(exp, "stop") as stop:
             raise KeyboardInterrupt
     assert status(tracker, stop) == "KILLED"
+    assert tracker.tags_of(stop)["fail_reason"] == "interrupted: KeyboardInterrupt"
+
+
+def test_an_active_run_is_owned_by_this_process(tracker):
+    with tracker.active_run(tracker.experiment_id("e"), "r") as run_id:
+        assert tracker.tags_of(run_id)[OWNER_TAG] == process_label()
+
+
+def test_a_reopened_run_runs_again_for_this_process_and_ends_with_its_block(tracker):
+    exp = tracker.experiment_id("e")
+    with pytest.raises(KeyboardInterrupt):
+        with tracker.active_run(exp, "r") as run_id:
+            raise KeyboardInterrupt
+    tracker.set_tags(run_id, {OWNER_TAG: "elsewhere:1"})
+    with tracker.reopened(run_id):
+        assert status(tracker, run_id) == "RUNNING"
+        tags = tracker.tags_of(run_id)
+        assert tags[OWNER_TAG] == process_label() and "fail_reason" not in tags
+    assert status(tracker, run_id) == "FINISHED"
+
+
+def test_a_new_tracker_closes_only_the_runs_whose_process_on_this_host_is_gone(tracker):
+    exp = tracker.experiment_id("abandoned")
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    dead = f"{socket.gethostname()}:{proc.pid}"
+    owners = {"dead": dead, "live": process_label(), "other host": f"elsewhere:{proc.pid}"}
+    runs = {name: tracker.create_run(exp, name, {OWNER_TAG: owner})
+            for name, owner in owners.items()}
+    runs["no owner"] = tracker.create_run(exp, "no owner")  # an engine's parent run, say
+    Tracker(tracker.uri)
+    assert {name: status(tracker, run_id) for name, run_id in runs.items()} == {
+        "dead": "KILLED", "live": "RUNNING", "other host": "RUNNING", "no owner": "RUNNING"}
+    assert tracker.tags_of(runs["dead"])["fail_reason"].startswith(
+        f"abandoned: its process {dead} ended without closing the run")
+    for run_id in runs.values():
+        tracker.terminate(run_id, "FINISHED")
 
 
 def test_child_run_points_at_its_parent(tracker):
@@ -96,8 +136,9 @@ def test_callback_logs_every_epoch_with_the_epoch_as_step(tracker):
 
 
 def test_ui_command_binds_localhost_on_the_project_store(tracking_uri):
-    cmd = ui_command(tracking_uri, 5123)
+    cmd, env = ui_command(tracking_uri, 5123)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
-    assert cmd[cmd.index("--backend-store-uri") + 1] == tracking_uri
+    assert env == {"MLFLOW_BACKEND_STORE_URI": tracking_uri}
+    assert "--backend-store-uri" not in cmd
     assert cmd[cmd.index("--port") + 1] == "5123"
     assert cmd[cmd.index("--default-artifact-root") + 1] == str(artifact_root(tracking_uri))

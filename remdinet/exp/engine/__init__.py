@@ -7,12 +7,12 @@ A :class:`Job` says what differs (how a trial becomes a config, the objective, t
 (empty ones that the sampler fills for a study, fixed *cells* for an ablation), each started by
 exactly one worker.
 """
-from ._callbacks import DivergenceGuard, PruningCallback, ResumedHistory, TrialFailure
+from ..stopping import Interrupted, StopRequest
+from ._callbacks import DivergenceGuard, PruningCallback, TrialFailure
 from ._devices import default_gpus, parse_gpus
 from ._engine import Engine, WorkersFailed
 from ._job import CELL_ATTR, CellJob, Job, Prepared, cell, cell_key
 from ._options import GRACE_PERIOD, HEARTBEAT_INTERVAL, EngineOptions
-from ._processes import Interrupted, StopRequest, worker_label
 from ._retry import Retrier
 from ._storage import KIND_ATTR, default_storage_url, experimental_ok, load_existing, open_storage
 from ._study import open_study, parent_run
@@ -22,7 +22,7 @@ from ._trial import (BASELINE_ATTR, FAIL_ATTR, FINGERPRINT_ATTR, PARENT_ATTR, RU
 __all__ = ["BASELINE_ATTR", "CELL_ATTR", "CellJob", "DivergenceGuard", "Engine", "EngineOptions",
            "FAIL_ATTR", "FINGERPRINT_ATTR", "GRACE_PERIOD", "HEARTBEAT_INTERVAL", "Interrupted",
            "Job", "KIND_ATTR", "PARENT_ATTR", "Prepared", "PruningCallback", "RUN_ATTR",
-           "ResumedHistory", "Retrier", "StopRequest", "TrialFailure", "URI_ATTR", "WORKER_ATTR",
+           "Retrier", "StopRequest", "TrialFailure", "URI_ATTR", "WORKER_ATTR",
            "WorkersFailed", "cell", "cell_key", "default_gpus", "default_storage_url",
            "experimental_ok", "load_existing", "open_storage", "open_study", "parent_run",
-           "parse_gpus", "worker_label"]
+           "parse_gpus"]

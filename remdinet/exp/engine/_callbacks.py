@@ -1,4 +1,4 @@
-"""Trainer callbacks of a trial: pruning, divergence, the restored history of a resumed run."""
+"""Trainer callbacks of a trial: pruning and divergence."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,6 @@ from typing import Any
 import optuna
 
 from remdinet.train import Callback
-
-from ..tracking import Tracker
 
 
 class TrialFailure(RuntimeError):
@@ -51,19 +49,8 @@ class DivergenceGuard(Callback):
         bad = {k: metrics[k] for k in self.KEYS if k in metrics and not math.isfinite(metrics[k])}
         if bad:
             values = ", ".join(f"{k} = {v}" for k, v in bad.items())
+            val = (f", {int(metrics['val_skipped_batches'])} validation batch(es) with non-finite "
+                   f"metrics" if metrics.get("val_skipped_batches") else "")
             raise TrialFailure(f"diverged at epoch {epoch}: {values} "
                                f"({int(metrics['skipped_batches'])} training batch(es) of the epoch "
-                               f"skipped for a non-finite loss)")
-
-
-class ResumedHistory(Callback):
-    """Logs the epochs a resumed run restored from its checkpoint, so that the run of a retried
-    trial holds the whole learning curve."""
-
-    def __init__(self, tracker: Tracker, run_id: str):
-        self.tracker = tracker
-        self.run_id = run_id
-
-    def on_train_start(self, trainer: Any) -> None:
-        for metrics in trainer.history:
-            self.tracker.log_metrics(self.run_id, metrics, step=int(metrics["epoch"]))
+                               f"skipped for a non-finite loss{val})")

@@ -11,11 +11,15 @@ from optuna.trial import TrialState
 from remdinet.config import resolve
 from remdinet.data import build_data
 
+from ..names import check_name
+from ..runs import check_run_inputs
+from ..stopping import Interrupted, StopRequest, signal_name
+from ..stores import check_distinct
 from ..tracking import Tracker
 from ._devices import worker_envs
 from ._job import Job
 from ._options import EngineOptions
-from ._processes import Interrupted, StopRequest, WorkerExit, run_processes, signal_name
+from ._processes import WorkerExit, run_processes
 from ._retry import Retrier
 from ._storage import fail_stale, open_storage
 from ._study import open_study, parent_run
@@ -47,6 +51,11 @@ class Engine:
 
     def __init__(self, job: Job, storage_url: str, tracking_uri: str, options: EngineOptions,
                  log: Callable[[str], None]):
+        # what would fail every trial alike, or break a store, is refused before anything exists
+        check_name(job.name, f"{job.kind} name")
+        check_name(job.experiment, "MLflow experiment name")
+        check_distinct(storage_url, tracking_uri)
+        check_run_inputs(resolve(job.base))
         check_data(job.base)
         self.job = job
         self.storage_url = storage_url

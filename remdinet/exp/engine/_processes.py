@@ -5,95 +5,25 @@ remdinet.exp.engine``; the target and its arguments arrive pickled on stdin) in 
 of its own, so a terminal's Ctrl-C or a scheduler's SIGTERM reaches the workers only through the
 launching process, which forwards each signal once.
 
-Signals (:class:`StopRequest`). The first SIGINT or SIGTERM asks the worker to stop: the running
-trial stops at the end of its current epoch (its checkpoint ``last.pth`` is written first) and is
-marked FAIL, its MLflow run is closed KILLED, a retry is queued that resumes from that checkpoint,
-and the process exits with 128 + the signal number (130, 143). A second signal acts at once
-(SIGINT: KeyboardInterrupt, the trial is failed and queued for retry the same way; SIGTERM: the
-process dies, and its trial is failed and retried by the heartbeat mechanism).
+Signals (:class:`remdinet.exp.stopping.StopRequest`). The first SIGINT or SIGTERM asks the worker
+to stop: the running trial stops at the end of its current epoch (its checkpoint ``last.pth`` is
+written first) and is marked FAIL, its MLflow run is closed KILLED, a retry is queued that resumes
+from that checkpoint, and the process exits with 128 + the signal number (130, 143). A second
+signal acts at once (SIGINT: KeyboardInterrupt, the trial is failed and queued for retry the same
+way; SIGTERM: the process dies, and its trial is failed and retried by the heartbeat mechanism).
 """
 from __future__ import annotations
 
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from remdinet.train import Callback
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def worker_label() -> str:
-    """``host:pid`` of this process: names the worker in logs, Optuna and MLflow."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class Interrupted(KeyboardInterrupt):
-    """A stop asked for by SIGINT/SIGTERM; ``signum`` is the signal."""
-
-    def __init__(self, signum: int, message: str):
-        super().__init__(message)
-        self.signum = signum
-
-
-def signal_name(signum: int) -> str:
-    return signal.Signals(signum).name
-
-
-class StopRequest:
-    """Within ``with``: the first SIGINT/SIGTERM sets :attr:`signum` (honoured at the next epoch
-    boundary or between trials); the handler then steps aside, so a second signal acts at once.
-    Outside the main thread signals cannot be caught: nothing is installed there."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._event = threading.Event()
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-            # a worker process holds stop signals back while it starts (main); they arrive now
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        self._event.set()
-        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
-                      else signal.SIG_DFL)
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def wait(self, seconds: float) -> None:
-        """Sleep up to ``seconds``; a stop request ends the sleep."""
-        self._event.wait(seconds)
-
-
-class StopAtEpochEnd(Callback):
-    """Raises :class:`Interrupted` at the end of the epoch in which a stop was requested (after the
-    trainer wrote that epoch's checkpoints)."""
-
-    def __init__(self, stop: StopRequest):
-        self.stop = stop
-
-    def on_epoch_end(self, trainer: Any, epoch: int, stage: int, metrics: dict[str, float]) -> None:
-        if self.stop.signum is not None:
-            raise Interrupted(self.stop.signum, f"stopped by {signal_name(self.stop.signum)} at "
-                                                f"the end of epoch {epoch}")
+from ..stopping import STOP_SIGNALS, signal_name
 
 
 @dataclass

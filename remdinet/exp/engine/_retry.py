@@ -42,9 +42,12 @@ class Retrier:
                   f"for more than {self.grace_period} s: the worker was killed or lost")
         self.log(f"trial {trial.number} failed: {reason}")
         run_id = trial.user_attrs.get(RUN_ATTR)
-        if run_id is not None and self.tracker.client.get_run(run_id).info.status == "RUNNING":
-            self.tracker.set_tags(run_id, {FAIL_ATTR: reason, "optuna.state": "FAIL"})
-            self.tracker.terminate(run_id, "KILLED")
+        if run_id is not None:
+            # a Tracker on the worker's host may have closed it already (Tracker.close_abandoned)
+            if self.tracker.client.get_run(run_id).info.status == "RUNNING":
+                self.tracker.set_tags(run_id, {FAIL_ATTR: reason})
+                self.tracker.terminate(run_id, "KILLED")
+            self.tracker.set_tags(run_id, {"optuna.state": "FAIL"})
         self.retry(study, trial)
 
     def retry(self, study: optuna.Study, trial: FrozenTrial) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -11,16 +10,18 @@ import optuna
 
 from remdinet.config import ConfigError, resolve
 from remdinet.data import DataError
+from remdinet.paths import remove_inside
 from remdinet.train import Callback
 
 from ..doctor import summary_tags, tracked_doctor
+from ..owner import OWNER_TAG, process_label
 from ..runs import train_in_run
+from ..stopping import StopAtEpochEnd, StopRequest, interrupt_reason
 from ..tracking import Tracker
-from ._callbacks import DivergenceGuard, PruningCallback, ResumedHistory, TrialFailure
+from ._callbacks import DivergenceGuard, PruningCallback, TrialFailure
 from ._devices import device_tags
 from ._job import Job, Prepared
 from ._options import EngineOptions
-from ._processes import StopAtEpochEnd, StopRequest, worker_label
 from ._retry import retried_trial
 from ._trial import FAIL_ATTR, FAIL_REASON_LIMIT, RUN_ATTR, WORKER_ATTR
 
@@ -59,9 +60,10 @@ class TrialRunner:
         self.options = options
         self.stop = stop
         self.log = log
-        self.worker = worker_label()
+        self.worker = process_label()
         self.where = device_tags(index)
-        self.run_root = Path(resolve(job.base).training.output_dir) / job.folder / job.name
+        self.output_root = Path(resolve(job.base).training.output_dir)
+        self.run_root = self.output_root / job.folder / job.name
         self.interrupted: int | None = None  # number of the trial a signal stopped
 
     def _resume_point(self, folder: Path, retry_of: int | None) -> tuple[Path | None, str]:
@@ -83,7 +85,7 @@ class TrialRunner:
         resume, resumed_from = self._resume_point(folder, retry_of)
         tags = {"optuna.study_name": self.job.name, "optuna.study_id": self.study_id,
                 "optuna.trial_number": trial.number, "optuna.trial_id": trial_id,
-                "optuna.state": "RUNNING", "worker": self.worker, **self.where, **prepared.tags}
+                "optuna.state": "RUNNING", OWNER_TAG: self.worker, **self.where, **prepared.tags}
         if retry_of is not None:
             tags.update({"optuna.retry_of": retry_of, "resumed_from": resumed_from})
             self.log(f"trial {trial.number} retries trial {retry_of}; resumes from {resumed_from}")
@@ -92,7 +94,7 @@ class TrialRunner:
         trial.set_user_attr(RUN_ATTR, run_id)
         trial.set_user_attr(WORKER_ATTR, self.worker)
         state, pruned, keep = "FAIL", None, self.options.keep_checkpoints
-        extra = [StopAtEpochEnd(self.stop), ResumedHistory(self.tracker, run_id)]
+        extra = [StopAtEpochEnd(self.stop)]
         try:
             with self.tracker.terminating(run_id):
                 try:
@@ -105,9 +107,8 @@ class TrialRunner:
         except KeyboardInterrupt as exc:
             keep = True
             self.interrupted = trial.number
-            reason = f"interrupted: {exc or 'KeyboardInterrupt'}"
-            trial.set_user_attr(FAIL_ATTR, reason)
-            self.tracker.set_tags(run_id, {FAIL_ATTR: reason})
+            # the same text as the run's fail_reason tag (Tracker.terminating)
+            trial.set_user_attr(FAIL_ATTR, interrupt_reason(exc))
             raise
         except Exception as exc:
             # the same text as the run's fail_reason tag (Tracker.terminating)
@@ -119,7 +120,7 @@ class TrialRunner:
             raise TrialFailure(reason) from exc
         finally:
             if not keep and (folder / "checkpoints").is_dir():
-                shutil.rmtree(folder / "checkpoints")
+                remove_inside(folder / "checkpoints", self.output_root)
         if pruned is not None:
             raise pruned
         self.log(f"trial {trial.number} ({prepared.run_name}): " + ", ".join(

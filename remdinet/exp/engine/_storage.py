@@ -12,7 +12,8 @@ from optuna.trial import FrozenTrial
 
 from remdinet.config import ConfigError
 
-from ..tracking import SQLITE_LOCK_WAIT, STORE_DIR, sqlite_path
+from ..stores import OPTUNA, check_store, mask_url, sqlite_path
+from ..tracking import SQLITE_LOCK_WAIT, STORE_DIR
 
 KIND_ATTR = "kind"  # study user attribute: "study", "ablation" or "verification"
 
@@ -34,9 +35,11 @@ def experimental_ok() -> Iterator[None]:
 
 
 def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None
-                 ) -> optuna.storages.RDBStorage:
-    """The Optuna RDB storage at ``url``.
+                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+                 writes: bool = True) -> optuna.storages.RDBStorage:
+    """The Optuna RDB storage at ``url``, checked first (:func:`..stores.check_store`: a SQLite
+    store must be writable unless ``writes`` is False, any other must accept a connection, and
+    neither may hold MLflow's tables).
 
     ``heartbeat_interval``: every running trial records a heartbeat this often (seconds); a trial
     silent for more than ``grace_period`` seconds is failed, and ``on_stale`` called with it, the
@@ -47,6 +50,7 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     transaction's reads before its ``BEGIN``, so two workers can both see one WAITING trial and
     both start it; with the lock taken up front, Optuna's compare-and-set on trial states holds.
     """
+    check_store(url, OPTUNA, writes)
     kwargs: dict[str, Any] = {}
     sqlite = url.startswith("sqlite:///")
     if sqlite:
@@ -72,12 +76,12 @@ def fail_stale(study: optuna.Study) -> None:
 def load_existing(name: str, storage_url: str, kind: str | None = None) -> optuna.Study:
     """The stored study ``name`` (of ``kind`` when given); an unknown name raises listing the
     ones there are."""
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, writes=False)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     names = [s.study_name for s in summaries
              if kind is None or s.user_attrs.get(KIND_ATTR, "study") == kind]
     if name not in names:
         what = kind or "study"
-        raise ConfigError(f"no {what} {name!r} in {storage_url}; {what} names there: "
+        raise ConfigError(f"no {what} {name!r} in {mask_url(storage_url)}; {what} names there: "
                           f"{', '.join(names) or 'none'}")
     return optuna.load_study(study_name=name, storage=storage)

@@ -11,6 +11,7 @@ from optuna.exceptions import DuplicatedStudyError
 
 from remdinet.config import ConfigError
 
+from ..stores import mask_url
 from ..tracking import Tracker
 from ._job import Job
 from ._storage import KIND_ATTR, experimental_ok
@@ -102,7 +103,7 @@ def parent_run(study: optuna.Study, job: Job, tracker: Tracker, created: bool, s
                 raise
             raise ConfigError(
                 f"{job.kind} {job.name!r}: its MLflow parent run {parent} is not in "
-                f"{tracker.uri}; use the tracking URI it was started with "
+                f"{mask_url(tracker.uri)}; use the tracking URI it was started with "
                 f"({study.user_attrs.get(URI_ATTR)})") from None
         tracker.client.update_run(parent, status="RUNNING")
         return parent
@@ -110,6 +111,7 @@ def parent_run(study: optuna.Study, job: Job, tracker: Tracker, created: bool, s
     parent = tracker.create_run(tracker.experiment_id(job.experiment), name,
                                 {**tags, "optuna.study_id": study_id})
     tracker.log_params(parent, params)
-    study.set_user_attr(URI_ATTR, tracker.uri)
+    # only to tell a user which store to use: never the password
+    study.set_user_attr(URI_ATTR, mask_url(tracker.uri))
     study.set_user_attr(PARENT_ATTR, parent)
     return parent

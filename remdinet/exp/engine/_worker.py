@@ -13,10 +13,10 @@ from optuna.trial import TrialState
 from remdinet.config import ConfigError
 from remdinet.data import DataError
 
+from ..stopping import StopRequest
 from ..tracking import Tracker, quiet_loggers
 from ._job import Job
 from ._options import EngineOptions
-from ._processes import StopRequest
 from ._retry import Retrier
 from ._runner import TrialRunner
 from ._storage import fail_stale, open_storage

@@ -1,52 +1,13 @@
-"""Worker plumbing: stop requests on signals, worker processes and their environments."""
+"""Worker plumbing: worker processes, their sessions and their environments."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from remdinet.exp.engine._processes import (Interrupted, StopAtEpochEnd, StopRequest, WorkerExit,
-                                            run_processes)
-
-
-def test_first_signal_is_a_request_and_the_second_acts_at_once():
-    # the suite may run with SIGINT ignored (nohup, a background shell): start from the default
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        _signal_twice()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _signal_twice():
-    with StopRequest() as stop:
-        assert not stop.requested
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop.signum == signal.SIGINT
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_stop_request_restores_the_previous_handlers():
-    before = signal.getsignal(signal.SIGTERM)
-    with StopRequest():
-        assert signal.getsignal(signal.SIGTERM) is not before
-    assert signal.getsignal(signal.SIGTERM) is before
-
-
-def test_a_requested_stop_ends_training_at_the_epoch_boundary():
-    with StopRequest() as stop:
-        callback = StopAtEpochEnd(stop)
-        callback.on_epoch_end(None, 0, 1, {})  # nothing requested: training goes on
-        os.kill(os.getpid(), signal.SIGTERM)
-        with pytest.raises(Interrupted, match="stopped by SIGTERM at the end of epoch 3") as info:
-            callback.on_epoch_end(None, 3, 2, {})
-    assert info.value.signum == signal.SIGTERM
+from remdinet.exp.engine._processes import WorkerExit, run_processes
 
 
 @pytest.mark.parametrize("code, text", [

@@ -1,0 +1,50 @@
+"""``remdi-exp`` as a process of its own, for the tests that signal or kill it."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+WAIT = 420  # seconds a CLI run of these tests may take on a loaded 2-core machine
+# a tiny epoch is a fraction of a second: longer ones leave the test time to signal mid-training
+LONG_EPOCHS = ("--set", "training.max_train_batches=16")
+
+# The suite may run with SIGINT ignored or stop signals blocked (nohup, a background shell), and
+# both are inherited: the CLI starts from the dispositions that an interactive shell gives it.
+BOOT = """\
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
+from remdinet.exp.cli import main
+main()
+"""
+
+
+def start_cli(tmp_path: Path, tracking_uri: str, *args: str) -> tuple[subprocess.Popen, Path]:
+    """``remdi-exp --threads 1 --tracking-uri URI ARGS...`` in ``tmp_path``, its output in a log
+    file that :func:`finish` returns."""
+    log = tmp_path / f"cli-{uuid.uuid4().hex[:6]}.log"
+    cmd = [sys.executable, "-c", BOOT, "--threads", "1", "--tracking-uri", tracking_uri, *args]
+    with open(log, "w", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def finish(proc: subprocess.Popen, log: Path) -> tuple[int, str]:
+    code = proc.wait(timeout=WAIT)
+    return code, log.read_text(encoding="utf-8")
+
+
+def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, log: Path, what: str) -> None:
+    """Poll ``ready`` while the CLI runs; fail with its output if it ends first or takes too long."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        assert proc.poll() is None, f"the CLI ended before {what}:\n{log.read_text()}"
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {WAIT} s:\n{log.read_text()}")

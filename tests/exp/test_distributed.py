@@ -13,10 +13,8 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -24,15 +22,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+import cli_process
+from cli_process import LONG_EPOCHS, WAIT, finish
 from pg_server import needs_server
 from remdinet.exp.engine import FAIL_ATTR, PARENT_ATTR, RUN_ATTR, WORKER_ATTR
 
 pytestmark = pytest.mark.slow
 STUDY = "dist"
-WAIT = 420  # seconds a CLI run of these tests may take on a loaded 2-core machine
-# a tiny epoch is a fraction of a second: longer ones leave the waiter time to see a trial between
-# its first checkpoint and its end
-LONG_EPOCHS = ("--set", "training.max_train_batches=16")
 
 
 def write_spec(tmp_path: Path) -> Path:
@@ -53,20 +49,10 @@ def write_spec(tmp_path: Path) -> Path:
 
 
 def start_cli(tmp_path: Path, tracking_uri: str, *args: str) -> tuple[subprocess.Popen, Path]:
-    """``remdi-exp study run`` as a process of its own (working directory ``tmp_path``, output in
-    a log file that the test reads afterwards)."""
-    log = tmp_path / f"cli-{uuid.uuid4().hex[:6]}.log"
-    cmd = [sys.executable, "-m", "remdinet.exp.cli", "--quiet", "--threads", "1",
-           "--tracking-uri", tracking_uri, "study", "run", str(write_spec(tmp_path)),
-           "--set", f"training.output_dir={tmp_path / 'outputs'}", *args]
-    with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
-    return proc, log
-
-
-def finish(proc: subprocess.Popen, log: Path) -> tuple[int, str]:
-    code = proc.wait(timeout=WAIT)
-    return code, log.read_text(encoding="utf-8")
+    """``remdi-exp study run`` of the test's spec as a process of its own."""
+    return cli_process.start_cli(tmp_path, tracking_uri, "--quiet", "study", "run",
+                                 str(write_spec(tmp_path)), "--set",
+                                 f"training.output_dir={tmp_path / 'outputs'}", *args)
 
 
 def trials(storage_url: str) -> list[optuna.trial.FrozenTrial]:

@@ -11,7 +11,6 @@ missing.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +21,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from remdinet.config import ConfigError, resolve
 
-from .ablate import cell_records
-from .engine import BASELINE_ATTR, CELL_ATTR, CellJob, Engine, EngineOptions, cell, cell_key
-from .report import ablation_markdown, ablation_table, to_text
+from .contest import Entry, run_contest
+from .engine import BASELINE_ATTR, CellJob, EngineOptions
 from .study import best_config_toml, load_study
 from .studyspec import StudySpec
+from .tracking import Tracker
 
 KIND = "verification"
 BASELINE = "baseline"
-NO_PRE_FIX = "(none)"  # a verification has no pre-fix variant
-SSIM_RESOLUTION = 0.002
 
 
 @dataclass
@@ -71,52 +68,36 @@ def verify_study(spec: StudySpec, storage_url: str, tracking_uri: str, options: 
     study = load_study(spec.name, storage_url)
     baseline, best = _candidates(spec, study.get_trials(deepcopy=False), top)
     first = resolve(spec.base).training.seed + 1
-    fresh = range(first, first + seeds)
+    fresh = list(range(first, first + seeds))
     job = CellJob(kind=KIND, name=f"{spec.name}-verify", experiment=spec.name, base=spec.base,
                   run_params={"verify.study": spec.name})
     metric = spec.metrics[0] if spec.metrics[0] in ("psnr", "ssim") else "psnr"
-    start = time.perf_counter()
-    with Engine(job, storage_url, tracking_uri, options, log) as engine:
-        present = {cell_key(t.user_attrs) for t in engine.trials(
-            (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))}
-        wanted = [(BASELINE, baseline, None), *((f"trial {t.number}", t.params, t) for t in best)]
-        for label, params, trial in wanted:
-            for seed in fresh:
-                if (label, seed) in present:
-                    continue
-                tags = {"variant": label, "disabled": json.dumps(params, sort_keys=True),
-                        "verify.of_trial": "-" if trial is None else trial.number}
-                engine.enqueue(user_attrs={CELL_ATTR: cell(label, seed, params, tags)})
-        log(f"verification {job.name}: {len(wanted)} candidate(s) x {seeds} seed(s), "
-            f"{engine.pending()} cell(s) to train")
-        engine.work()
-        records = [r for r in cell_records(engine.trials())
-                   if r["variant"] in {w[0] for w in wanted} and r["seed"] in fresh]
-        table = ablation_table(records, (float("-inf"), float("inf")), BASELINE, NO_PRE_FIX,
-                               ssim_resolution=SSIM_RESOLUTION)
-        table = table.rename(columns={"variant": "candidate", "disabled": "params"})
+    entries = [Entry(BASELINE, baseline, {"verify.of_trial": "-"}),
+               *(Entry(f"trial {t.number}", t.params, {"verify.of_trial": t.number})
+                 for t in best)]
+    by_label = {f"trial {t.number}": t for t in best}
+    chosen: list[FrozenTrial] = []
+
+    def conclude(table: pd.DataFrame, tracker: Tracker, parent: str) -> None:
         verdict = "verdict" if metric == "psnr" else "ssim_verdict"
         delta = f"d_{metric}"
         helps = table[table[verdict] == "helps"]
-        winner_label = None if helps.empty else str(helps.sort_values(delta).iloc[-1]["candidate"])
-        winner = next((t for label, _, t in wanted if label == winner_label), None)
-        shown = ["candidate", "n_seeds", "psnr_mean", "ssim_mean", "d_psnr", "d_psnr_ci_low",
-                 "d_psnr_ci_high", "p_psnr_holm", "verdict", "d_ssim", "ssim_verdict"]
-        log(to_text(table[shown]))
-        markdown = ablation_markdown(table.rename(columns={"candidate": "variant"}))
-        engine.tracker.set_tags(engine.parent, {"mlflow.note.content": markdown,
-                                                "verified_winner": winner_label or "none"})
-        engine.tracker.log_text(engine.parent, table.to_csv(index=False), "verify/verify.csv")
-        engine.tracker.log_table(engine.parent, table, "verify/verify_table.json")
-        if winner is None:
+        label = None if helps.empty else str(helps.sort_values(delta).iloc[-1]["candidate"])
+        tracker.set_tags(parent, {"verified_winner": label or "none"})
+        if label is None:
             log(f"no candidate beats the baseline on {metric} at {seeds} fresh seed(s)"
                 + ("; nothing exported" if export is not None else ""))
-        else:
-            log(f"verified winner: {winner_label} ({delta} "
-                f"{float(helps.set_index('candidate').loc[winner_label, delta]):+.4f})")
-            if export is not None:
-                Path(export).parent.mkdir(parents=True, exist_ok=True)
-                Path(export).write_text(best_config_toml(spec, winner), encoding="utf-8")
-                log(f"verified winner's config written to {export}")
-    engine.finish()
-    return VerifyOutcome(job.name, engine.parent, table, winner, time.perf_counter() - start)
+            return
+        chosen.append(by_label[label])
+        log(f"verified winner: {label} ({delta} "
+            f"{float(helps.set_index('candidate').loc[label, delta]):+.4f})")
+        if export is not None:
+            Path(export).parent.mkdir(parents=True, exist_ok=True)
+            Path(export).write_text(best_config_toml(spec, by_label[label]), encoding="utf-8")
+            log(f"verified winner's config written to {export}")
+
+    start = time.perf_counter()
+    table, parent = run_contest(job, entries, fresh, storage_url, tracking_uri, options, log,
+                                "verify", conclude)
+    return VerifyOutcome(job.name, parent, table, chosen[0] if chosen else None,
+                         time.perf_counter() - start)

@@ -32,6 +32,7 @@ from . import ablate as ablate_mod
 from . import doctor as doctor_mod
 from . import study as study_mod
 from . import verify as verify_mod
+from . import versus as versus_mod
 from .engine import (GRACE_PERIOD, HEARTBEAT_INTERVAL, EngineOptions, WorkersFailed, default_gpus,
                      default_storage_url, parse_gpus)
 from .presets import run_overrides
@@ -536,6 +537,46 @@ def study_show(
         table = study_mod.trials_frame(study)
         _write_table(table, out)
     typer.echo(to_text(table, ".4f"))
+
+
+@app.command()
+def versus(
+    ctx: typer.Context,
+    contenders: Annotated[List[str], typer.Argument(
+        metavar="BASELINE CANDIDATE...",
+        help="Presets (names or TOML paths), each optionally PRESET@PROFILE (sets fixes.profile), "
+             "e.g. quick@corrected recipe. The first is the baseline.")],
+    seeds: Annotated[int, typer.Option(
+        "--seeds", min=1, help="Seeds per contender (the baseline's training.seed, +1, ...); "
+                               "raising it later trains only the new seeds.")] = 3,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="Name in the storage (default: A-vs-B); the same name resumes it.")] = None,
+    set_: SetOpt = None,
+    data: DataOpt = None,
+    storage: StorageOpt = None,
+    workers: WorkersOpt = None,
+    gpus: GpusOpt = None,
+    workers_per_gpu: WorkersPerGpuOpt = 1,
+    heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
+    grace_period: GraceOpt = GRACE_PERIOD,
+    keep_checkpoints: Annotated[bool, typer.Option(
+        "--keep-checkpoints", help="Keep each cell's checkpoints (default: deleted when the cell "
+                                   "ends), e.g. to evaluate or show the models afterwards.")] = False,
+) -> None:
+    """Train configurations on the same seeds and compare each with the first, paired by seed:
+    Δ PSNR/SSIM with 95 % interval, Holm p and verdict (MLflow experiment 'versus'). The
+    contenders must validate on the same images. Running it again trains only missing cells."""
+    g: Globals = ctx.obj
+    with user_errors():
+        sets = _sets(set_, False)
+        parsed = [versus_mod.parse_contender(c, sets, data, g.device) for c in contenders]
+        options = _engine_options(g, workers, gpus, workers_per_gpu,
+                                  heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                  keep_checkpoints=keep_checkpoints)
+        result = versus_mod.run_versus(parsed, seeds, storage or default_storage_url(g.tracking_uri),
+                                       g.tracking_uri, options, name, log=typer.echo)
+    typer.echo(f"versus {result.name}: parent run {result.parent_run_id} "
+               f"({result.seconds:.0f} s)")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def run_versus(contenders: Sequence[Contender], seeds: int, storage_url: str, tr
         entries.append(Entry(c.label, {k: v for k, v in flat.items() if base_flat[k] != v}))
     first = base_flat["training.seed"]
     job = CellJob(kind=KIND, name=name, experiment=EXPERIMENT, base=base.overrides,
-                  run_params={"versus.contenders": ", ".join(labels)})
+                  run_params={"versus.contenders": ", ".join(labels)}, trial_folder=KIND)
     start = time.perf_counter()
     table, parent = run_contest(job, entries, list(range(first, first + seeds)), storage_url,
                                 tracking_uri, options, log, KIND)

@@ -85,6 +85,11 @@ class CellJob(Job):
     run_params: dict[str, Any] = field(default_factory=dict)
     metrics: tuple[str, ...] = OBJECTIVE
     directions: tuple[str, ...] = ("maximize", "maximize")
+    trial_folder: str = ""  # default: the kind's plural
+
+    @property
+    def folder(self) -> str:
+        return self.trial_folder or super().folder
 
     def make_sampler(self, n_existing_trials: int) -> optuna.samplers.BaseSampler:
         # cells sample nothing; the random sampler keeps TPE's bookkeeping out of the loop

@@ -7,7 +7,9 @@ process (``model_bench.py``), so peak memory is per configuration.
 Rows: the default model (post-fix, random-init backbone, batch 2) at each size in fp32 and bf16
 autocast with the default channels_last layout, plus fp32/bf16 in NCHW at 256² (the layout's
 effect); on CUDA the same with AMP (bf16). Then: 50 consecutive training steps (a slower tail would
-show accumulating costs), data-loader throughput, and the tracking overhead of one tiny trial.
+show accumulating costs), data-loader throughput, the tracking overhead of one tiny trial, and the
+quick-preset 7-variant ablation's wall time with 1 and 2 workers and where it goes
+(``ablation_bench.py``; about 10 minutes on 2 cores, ``--skip-ablation`` leaves it out).
 ``--compile`` adds torch.compile rows (minutes of compilation each on a 2-core CPU).
 """
 from __future__ import annotations
@@ -152,6 +154,22 @@ def split_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def ablation_table(rows: list[dict[str, Any]]) -> str:
+    """Wall time per worker count, and the phases of the one-worker run (ablation_bench.py)."""
+    first = rows[0]["wall_seconds"]
+    lines = ["| workers | wall s | s per cell | throughput vs 1 worker |", "|---|---|---|---|"]
+    lines += [f"| {r['workers']} | {r['wall_seconds']:.0f} | {r['wall_seconds'] / r['cells']:.1f} | "
+              f"{first / r['wall_seconds']:.2f}× |" for r in rows]
+    timed = next((r for r in rows if "phases" in r), None)
+    if timed is not None:
+        wall = timed["wall_seconds"]
+        lines += ["", "| phase (1 worker) | s | share |", "|---|---|---|"]
+        lines += [f"| {phase} | {sec:.1f} | {sec / wall:.1%} |"
+                  for phase, sec in sorted(timed["phases"].items(), key=lambda kv: -kv[1])]
+        lines.append(f"\ntraining + validation: {timed['training_share']:.1%} of the wall time")
+    return "\n".join(lines)
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
@@ -172,6 +190,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-pipeline", action="store_true",
                    help="leave out the loader and tracking measurements")
     p.add_argument("--tracking-reps", type=int, default=3)
+    p.add_argument("--skip-ablation", action="store_true",
+                   help="leave out the quick-preset ablation (about 10 minutes on 2 cores)")
+    p.add_argument("--ablation-workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: results/bench-<date>.json)")
     return p.parse_args(argv)
 
@@ -201,6 +222,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("  tracking overhead ...", flush=True)
         report["tracking"] = run_worker("pipeline_bench.py", {"kind": "tracking", "threads": 1,
                                                               "reps": opts.tracking_reps})
+    if not opts.skip_ablation:
+        report["ablation"] = []
+        for workers in opts.ablation_workers:
+            print(f"  quick-preset ablation, 7 cells, {workers} worker(s) ...", flush=True)
+            report["ablation"].append(run_worker("ablation_bench.py", {"workers": workers}))
     report["load_average_end"] = os.getloadavg()
     report["seconds"] = (dt.datetime.now().astimezone() - started).total_seconds()
 
@@ -230,6 +256,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"({tr['untracked_median']:.2f} s untracked, {tr['tracked_median']:.2f} s as a "
               f"tracked study trial; {tr['study_call_overhead_percent']:.0f} % counting the whole "
               f"one-trial `study run` call)")
+    if "ablation" in report:
+        print()
+        print(ablation_table(report["ablation"]))
     print(f"load average {report['load_average_start'][0]:.2f} at start, "
           f"{report['load_average_end'][0]:.2f} at end; {report['seconds']:.0f} s; JSON: {out}")
     return report

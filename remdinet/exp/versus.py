@@ -57,7 +57,8 @@ def parse_contender(text: str, set_items: Iterable[str] = (), data: str | Path |
     return Contender(text, run_overrides(preset, None, sets, data, device))
 
 
-def _validation_view(flat: dict[str, Any]) -> dict[str, Any]:
+def validation_view(flat: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that decide which validation images a run scores on."""
     return {k: v for k, v in flat.items()
             if (k.startswith(("data.", "synthetic.")) and k not in _TRAINING_ONLY)
             or k in _VALIDATION_KEYS}
@@ -84,11 +85,11 @@ def run_versus(contenders: Sequence[Contender], seeds: int, storage_url: str, tr
     name = check_name(name or default_name(contenders), "--name")
     base = contenders[0]
     base_flat = resolve(base.overrides).to_flat()
-    base_view = _validation_view(base_flat)
+    base_view = validation_view(base_flat)
     entries = [Entry(base.label, {})]
     for c in contenders[1:]:
         flat = resolve(c.overrides).to_flat()
-        differ = sorted(k for k, v in _validation_view(flat).items() if base_view.get(k) != v)
+        differ = sorted(k for k, v in validation_view(flat).items() if base_view.get(k) != v)
         if differ:
             raise ConfigError(f"versus: {c.label!r} validates on other data than {base.label!r} "
                               f"(they differ in {', '.join(differ)}); a paired comparison needs "

@@ -44,3 +44,23 @@ def test_split_table_shows_the_conv_share_and_the_bound_against_the_original():
     lines = run.split_table([row, no_split]).splitlines()
     assert len(lines) == 3
     assert lines[2] == "| 256² | bf16 | 0.500 | 0.200 (40%) | 1000 | 0.300 | 7.40× |"
+
+
+def test_phase_clock_takes_a_nested_phase_out_of_the_phase_that_calls_it(monkeypatch):
+    bench = _load("ablation_bench")
+    ticks = iter([0.0, 1.0, 3.0, 10.0])  # outer starts, inner starts, inner ends, outer ends
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(ticks))
+    clock = bench.PhaseClock()
+    inner = clock.wrap("mlflow", lambda: None)
+    clock.wrap("train", inner)()
+    assert dict(clock.seconds) == {"mlflow": 2.0, "train": 8.0}
+
+
+def test_ablation_table_reports_throughput_against_one_worker_and_the_phase_shares():
+    table = _load("run").ablation_table([
+        {"workers": 1, "cells": 7, "wall_seconds": 350.0, "training_share": 0.9,
+         "phases": {"train": 280.0, "validate": 35.0, "other": 35.0}},
+        {"workers": 2, "cells": 7, "wall_seconds": 175.0}])
+    assert "| 2 | 175 | 25.0 | 2.00× |" in table
+    assert "| train | 280.0 | 80.0% |" in table
+    assert "training + validation: 90.0%" in table

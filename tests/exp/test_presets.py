@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from remdinet.config import ConfigError, resolve
-from remdinet.exp.ablate import fix_controlled_keys
+from remdinet.config import Config, ConfigError, resolve
+from remdinet.exp.ablate import fix_controlled_keys, variant_configs
 from remdinet.exp.presets import available, load_preset, run_overrides
+from remdinet.exp.versus import validation_view
 
 PRESETS = ("tiny", "quick", "lol")
 
@@ -35,6 +36,26 @@ def test_quick_preset_uses_the_embedded_data_and_a_reduced_model():
     cfg = resolve(load_preset("quick"))
     assert cfg.data.root == ""
     assert cfg.model.decoder_dim < resolve().model.decoder_dim
+
+
+def test_recipe_preset_is_the_corrected_full_width_model_with_the_studys_values():
+    cfg = resolve(load_preset("recipe"))
+    assert cfg.fixes.profile == "corrected"
+    assert cfg.model == Config().model
+    # the preset's values win over the fix set's post-fix defaults of the same keys
+    assert (cfg.optim.lr_scale, cfg.optim.grad_clip, cfg.stage2.w_ssim) == (69.39, 0.3826, 0.0383)
+    assert cfg.color_thresholds.critical_saturation < cfg.color_thresholds.min_saturation \
+        < cfg.color_thresholds.target_saturation
+
+
+def test_recipe_preset_validates_on_the_quick_presets_images():
+    # `versus quick@corrected recipe` compares them on the same validation images
+    assert validation_view(load_preset("recipe")) == validation_view(load_preset("quick"))
+
+
+def test_recipe_preset_is_refused_as_an_ablation_base_because_it_sets_the_fix_profile():
+    with pytest.raises(ConfigError, match="fixes.profile"):
+        variant_configs([], load_preset("recipe"), seeds=1)
 
 
 def test_set_wins_over_config_file_data_and_preset(tmp_path):

@@ -34,10 +34,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from remdinet.colour import denormalize, normalize
-from remdinet.config import resolve
 from remdinet.fixes import fixes_of
 from remdinet.losses import build_stage_loss
 from remdinet.model import build_model
+from remdinet.resolve import resolve
 from remdinet.training.device import autocast, autocast_dtype, keep_freed_memory, resolve_device
 from remdinet.training.optim import build_optimizer
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from remdinet.config import resolve
 from remdinet.data import build_data, make_loader
+from remdinet.resolve import resolve
 from remdinet.training.device import resolve_device
 
 

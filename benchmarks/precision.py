@@ -26,7 +26,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def train_once(preset: str, precision: str, seed: int) -> dict[str, Any]:
-    from remdinet.config import resolve
+    from remdinet.resolve import resolve
     from remdinet.exp.presets import run_overrides
     from remdinet.exp.runs import train_in_run
 

@@ -31,11 +31,15 @@ import torch
 
 from .config import Config
 from .model import build_model
+from .paths import remove_inside
+from .processes import is_gone, process_label
 
 FORMAT = "remdinet-checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "config", "model", "optimizer", "scheduler", "scaler",
                  "trainer", "selection", "history", "rng")
+# ``.NAME.tmp-HOST-PID``: the temporary file that save_checkpoint renames into place
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>.+)-(?P<pid>\d+)$")
 
 
 class CheckpointError(ValueError):
@@ -72,10 +76,28 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
         raise CheckpointError(f"{path}: checkpoint payload lacks {', '.join(missing)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    remove_dead_temporaries(path.parent)
+    host, pid = process_label().rsplit(":", 1)
+    tmp = path.with_name(f".{path.name}.tmp-{host}-{pid}")
     torch.save({"format": FORMAT, "version": VERSION, **payload}, tmp)
     os.replace(tmp, path)
     return path
+
+
+def remove_dead_temporaries(folder: Path) -> None:
+    """Delete the temporary files in ``folder`` that a process of this host began and never
+    renamed because it was killed mid-write (each as large as a checkpoint). Those of live
+    processes and of other hosts (a shared folder) are left alone."""
+    for entry in folder.iterdir():
+        match = _TEMPORARY.match(entry.name)
+        if match is None or entry.is_symlink() or not entry.is_file():
+            continue
+        if not is_gone(f"{match['host']}:{match['pid']}"):
+            continue
+        try:
+            remove_inside(entry, folder)
+        except FileNotFoundError:
+            pass  # another writer of the folder removed it first
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -6,9 +6,10 @@ A ``Config`` is a tree of dataclass sections. It has three equivalent forms:
 * a TOML document with one table per section,
 * a flat ``{"section.key": value}`` dict (what MLflow params and Optuna search spaces address).
 
-Defaults are the post-fix (AFTER) values of the reference. The pre-fix values of the settings a fix
-changed live in :mod:`remdinet.fixes`, which is applied by :func:`resolve` *before* the user's explicit
-overrides, so an explicit value always wins and the resolved config is what gets logged.
+Defaults are the post-fix (AFTER) values of the reference. The settings a fix changed take both
+their values from :mod:`remdinet.fixes` (the after value is the default here); the pre-fix ones are
+applied by :func:`remdinet.resolve.resolve` *before* the user's explicit overrides, so an explicit
+value always wins and the resolved config is what gets logged.
 """
 from __future__ import annotations
 
@@ -26,9 +27,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-
-class ConfigError(ValueError):
-    """A configuration key or value is invalid; the message names the key."""
+from .errors import ConfigError, did_you_mean
+from .fixes import POST_FIX, PROFILES, post_fix_value, post_fix_values
 
 
 def _f(default: Any, lo: float | None = None, hi: float | None = None,
@@ -66,24 +66,29 @@ class ModelConfig:
                                        "CPU at every size measured, benchmarks/README.md)")
 
 
+def _weight(name: str) -> Any:
+    # StageWeights() is stage 2: its defaults are stage 2's post-fix weights
+    return _f(post_fix_value(f"stage2.{name}"), 0.0, 100.0)
+
+
 @dataclass
 class StageWeights:
-    w_reconstruction: float = _f(1.35, 0.0, 100.0)
-    w_color_consistency: float = _f(0.07, 0.0, 100.0)
-    w_color_diversity: float = _f(0.07, 0.0, 100.0)
-    w_exposure: float = _f(0.07, 0.0, 100.0)
-    w_edge: float = _f(0.12, 0.0, 100.0)
-    w_ssim: float = _f(0.45, 0.0, 100.0)
-    w_perceptual: float = _f(0.0, 0.0, 100.0)
-    w_mask_mean: float = _f(0.03, 0.0, 100.0)
+    w_reconstruction: float = _weight("w_reconstruction")
+    w_color_consistency: float = _weight("w_color_consistency")
+    w_color_diversity: float = _weight("w_color_diversity")
+    w_exposure: float = _weight("w_exposure")
+    w_edge: float = _weight("w_edge")
+    w_ssim: float = _weight("w_ssim")
+    w_perceptual: float = _weight("w_perceptual")
+    w_mask_mean: float = _weight("w_mask_mean")
 
 
 def _stage1() -> StageWeights:
-    return StageWeights(1.20, 0.20, 0.30, 0.00, 0.00, 0.60, 0.00, 0.00)
+    return StageWeights(**post_fix_values("stage1"))
 
 
 def _stage3() -> StageWeights:
-    return StageWeights(0.90, 0.10, 0.12, 0.04, 0.20, 0.45, 0.06, 0.08)
+    return StageWeights(**post_fix_values("stage3"))
 
 
 STAGE_WEIGHT_KEYS = tuple(f.name for f in fields(StageWeights))
@@ -107,33 +112,34 @@ class LossConfig:
 
 @dataclass
 class RampConfig:
-    keys: list = _f(["w_color_consistency", "w_color_diversity", "w_exposure", "w_edge"],
+    keys: list = _f(post_fix_value("ramp.keys"),
                     doc="stage-2 weights ramped by a cosine warm-up")
     warmup_epochs: int = _f(10, 1, 10_000, doc="cosine warm-up length (the trainer's 10)")
 
 
 @dataclass
 class ColorThresholds:
-    min_saturation: float = _f(0.10, 0.0, 1.0)
-    critical_saturation: float = _f(0.04, 0.0, 1.0)
-    target_saturation: float = _f(0.30, 0.0, 1.0)
-    saturation_penalty_factor: float = _f(1.0, 0.0, 100.0)
+    min_saturation: float = _f(post_fix_value("color_thresholds.min_saturation"), 0.0, 1.0)
+    critical_saturation: float = _f(post_fix_value("color_thresholds.critical_saturation"), 0.0, 1.0)
+    target_saturation: float = _f(post_fix_value("color_thresholds.target_saturation"), 0.0, 1.0)
+    saturation_penalty_factor: float = _f(
+        post_fix_value("color_thresholds.saturation_penalty_factor"), 0.0, 100.0)
 
 
 @dataclass
 class ClampConfig:
-    enhancer_weight_min: float = _f(0.98, -10.0, 10.0)
-    enhancer_weight_max: float = _f(1.02, -10.0, 10.0)
+    enhancer_weight_min: float = _f(post_fix_value("clamps.enhancer_weight_min"), -10.0, 10.0)
+    enhancer_weight_max: float = _f(post_fix_value("clamps.enhancer_weight_max"), -10.0, 10.0)
     enhancer_identity_delta: float = _f(0.05, 0.0, 10.0,
                                         doc="half-width of the identity-relative enhancer clamp "
                                             "(correction enhancer_identity_clamp)")
-    enhancer_bias_min: float = _f(-0.01, -1.0, 1.0)
-    enhancer_bias_max: float = _f(0.01, -1.0, 1.0)
-    enhancer_vibrance_init: float = _f(1.2, 0.0, 10.0)
-    enhancer_vibrance_min: float = _f(0.98, 0.0, 10.0)
-    enhancer_vibrance_max: float = _f(1.05, 0.0, 10.0)
-    enhancer_gamma_min: float = _f(0.95, 0.01, 10.0)
-    enhancer_gamma_max: float = _f(1.05, 0.01, 10.0)
+    enhancer_bias_min: float = _f(post_fix_value("clamps.enhancer_bias_min"), -1.0, 1.0)
+    enhancer_bias_max: float = _f(post_fix_value("clamps.enhancer_bias_max"), -1.0, 1.0)
+    enhancer_vibrance_init: float = _f(post_fix_value("clamps.enhancer_vibrance_init"), 0.0, 10.0)
+    enhancer_vibrance_min: float = _f(post_fix_value("clamps.enhancer_vibrance_min"), 0.0, 10.0)
+    enhancer_vibrance_max: float = _f(post_fix_value("clamps.enhancer_vibrance_max"), 0.0, 10.0)
+    enhancer_gamma_min: float = _f(post_fix_value("clamps.enhancer_gamma_min"), 0.01, 10.0)
+    enhancer_gamma_max: float = _f(post_fix_value("clamps.enhancer_gamma_max"), 0.01, 10.0)
     affine_identity_clamp: float = _f(0.15, 0.0, 10.0, doc="identity-relative half-width (post-fix)")
     affine_flat_min: float = _f(0.95, -10.0, 10.0, doc="flat element clamp (pre-fix)")
     affine_flat_max: float = _f(1.05, -10.0, 10.0)
@@ -159,9 +165,9 @@ class OptimConfig:
                                               "train, keeping the pre/post-fix LR ratios intact")
     lr_curve: float = _f(1e-4, 0.0, 1.0)
     lr_mask: float = _f(1e-4, 0.0, 1.0)
-    lr_other: float = _f(2e-5, 0.0, 1.0)
+    lr_other: float = _f(post_fix_value("optim.lr_other"), 0.0, 1.0)
     weight_decay: float = _f(3e-4, 0.0, 1.0)
-    grad_clip: float = _f(0.5, 0.0, 1e6, doc="gradient-norm clip (max norm); 0 = no clipping")
+    grad_clip: float = _f(post_fix_value("optim.grad_clip"), 0.0, 1e6, doc="gradient-norm clip (max norm); 0 = no clipping")
     mask_unfreeze_epoch: int = _f(15, 0, 100_000, doc="epoch within stage 2 that unfreezes the mask")
     mask_unfreeze_lr: float = _f(2e-5, 0.0, 1.0)
     mask_legacy_lr_factor: float = _f(0.1, 0.0, 1.0, doc="pre-fix per-batch LR multiplier")
@@ -233,7 +239,7 @@ class SyntheticConfig:
 @dataclass
 class FixesConfig:
     """Which fixes and corrections are active; :class:`remdinet.fixes.FixSet` is derived from it."""
-    profile: str = _f("post_fix", choices=("post_fix", "pre_fix", "corrected"))
+    profile: str = _f(POST_FIX, choices=PROFILES)
     disable: list = _f([], doc="fix or sub-switch names switched off on top of the profile")
     enable: list = _f([], doc="fix or sub-switch names switched on on top of the profile")
     corrections: list = _f([], doc="latent-bug corrections switched on on top of the profile")
@@ -298,19 +304,32 @@ def _section_types() -> dict[str, type]:
     return {f.name: hints[f.name] for f in fields(Config)}
 
 
+def _key_hint(key: str) -> str:
+    """The suggestion for an unknown flat key: its name in the one section that has it (a key
+    given without or in the wrong section), else the closest key."""
+    keys = all_keys()
+    same_name = [k for k in keys if k.split(".")[1] == key.rsplit(".", 1)[-1]]
+    if len(same_name) == 1:
+        return f"; did you mean {same_name[0]!r}?"
+    return did_you_mean(key, keys)
+
+
 def field_spec(key: str) -> tuple[type, dataclasses.Field]:
     """Return (python type, dataclass field) of a flat key, or raise naming the key."""
     if not isinstance(key, str) or key.count(".") != 1:
-        raise ConfigError(f"config key {key!r} must look like 'section.key'")
+        hint = _key_hint(key) if isinstance(key, str) else ""
+        raise ConfigError(f"config key {key!r} must look like 'section.key'{hint}")
     sec, name = key.split(".")
     sections = _section_types()
     if sec not in sections:
-        raise ConfigError(f"unknown config section {sec!r} in key {key!r}; "
+        raise ConfigError(f"unknown config section {sec!r} in key {key!r}"
+                          f"{_key_hint(key) or did_you_mean(sec, sections) or ';'} "
                           f"sections: {', '.join(sections)}")
     cls = sections[sec]
     by_name = {f.name: f for f in fields(cls)}
     if name not in by_name:
-        raise ConfigError(f"unknown config key {key!r}; keys in [{sec}]: {', '.join(by_name)}")
+        raise ConfigError(f"unknown config key {key!r}{_key_hint(key) or ';'} "
+                          f"keys in [{sec}]: {', '.join(by_name)}")
     return _type_hints(cls)[name], by_name[name]
 
 
@@ -321,6 +340,41 @@ def _type_hints(cls: type) -> dict[str, Any]:
 
 def all_keys() -> list[str]:
     return list(Config().to_flat())
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """What a user may set for one flat key: ``allowed`` is ``"[lo, hi]"``, ``"a | b"`` or ``""``;
+    ``default`` is the post-fix default (a switched-off fix changes some, see ``resolve``)."""
+    key: str
+    type: str
+    allowed: str
+    default: Any
+    doc: str
+
+
+def key_specs(section: str | None = None) -> list[KeySpec]:
+    """Every flat key (of ``section`` only, when given) with its type, range, default and doc."""
+    sections = _section_types()
+    if section is not None and section not in sections:
+        raise ConfigError(f"unknown config section {section!r}"
+                          f"{did_you_mean(section, sections) or ';'} "
+                          f"sections: {', '.join(sections)}")
+    out = []
+    for key, default in Config().to_flat().items():
+        if section is not None and not key.startswith(f"{section}."):
+            continue
+        typ, f = field_spec(key)
+        meta = f.metadata
+        if meta.get("choices"):
+            allowed = " | ".join(map(str, meta["choices"]))
+        elif meta.get("lo") is not None or meta.get("hi") is not None:
+            allowed = f"[{meta.get('lo')}, {meta.get('hi')}]"
+        else:
+            allowed = ""
+        out.append(KeySpec(key, (get_origin(typ) or typ).__name__, allowed, default,
+                           meta.get("doc", "")))
+    return out
 
 
 def coerce(key: str, value: Any) -> Any:
@@ -421,7 +475,7 @@ def parse_set_args(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"an override must be key=value (a flat config key), got {item!r}")
         key, value = item.split("=", 1)
         key = key.strip()
         out[key] = coerce(key, value.strip())
@@ -479,22 +533,6 @@ def read_toml_overrides(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     flat = toml_to_flat(path.read_text(encoding="utf-8"), source=str(path))
     return {key: coerce(key, value) for key, value in flat.items()}
-
-
-def resolve(overrides: dict[str, Any] | None = None) -> Config:
-    """Build the config a run uses: defaults, then the fix set's pre-fix values, then overrides.
-
-    ``overrides`` (flat keys) are the user's explicit choices: a preset/config file merged with
-    ``--set`` items. ``fixes.*`` keys among them select the fix set first.
-    """
-    from .fixes import FixSet  # fixes imports config; resolved lazily to keep one direction
-
-    overrides = dict(overrides or {})
-    fix_keys = {k: v for k, v in overrides.items() if k.startswith("fixes.")}
-    cfg = apply_overrides(Config(), fix_keys)
-    fixset = FixSet.from_config(cfg.fixes)
-    cfg = apply_overrides(cfg, fixset.config_defaults())
-    return apply_overrides(cfg, overrides)
 
 
 def save_toml(cfg: Config, path: str | Path) -> Path:

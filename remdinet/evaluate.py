@@ -25,11 +25,11 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import load_model
-from .colour import normalize
 from .data import DataError, is_image_name, pair_files, read_image, resolve_layout
 from .data.io import scan_folder, write_png
 from .metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, ssim
-from .training.device import resolve_device
+from .model.image import ImageEnhancer
+from .train import resolve_device
 
 CSV_COLUMNS = ("name", "psnr", "ssim", "ms_ssim")
 METRICS = ("psnr", "ssim", "ms_ssim")
@@ -113,14 +113,16 @@ def evaluate_folder(checkpoint: str | Path, data_root: str | Path, out_dir: str 
     None for small images). ``out_dir`` defaults to ``<run dir>/eval_<split>``."""
     checkpoint = Path(checkpoint)
     dev = resolve_device(device)
-    model, _cfg = load_model(checkpoint, dev)
+    model = ImageEnhancer(load_model(checkpoint, dev)[0])
     pairs = find_pairs(data_root, layout, split, pairing)
     out = Path(out_dir) if out_dir is not None else checkpoint.resolve().parent.parent / f"eval_{split}"
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    for name, image_path, gt_path in tqdm(pairs, desc=f"evaluate {split}", unit="img", disable=quiet):
+    # disable=None: a bar on a terminal only, no carriage-return frames in a log file
+    for name, image_path, gt_path in tqdm(pairs, desc=f"evaluate {split}", unit="img",
+                                          disable=True if quiet else None):
         image = torch.from_numpy(read_image(image_path)).permute(2, 0, 1)[None].to(dev)
-        enhanced = model(normalize(image))["enhanced"].clamp(0.0, 1.0)
+        enhanced = model(image)
         pixels = (enhanced[0].permute(1, 2, 0).cpu().numpy() * 255.0).round().astype(np.uint8)
         target_file = out / Path(name).with_name(f"{Path(name).stem}_enhanced.png")
         target_file.parent.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,67 @@ losses and the trainer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from .config import ConfigError, FixesConfig
+from .errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from .config import FixesConfig
+
+
+# -- switch identifiers -----------------------------------------------------------------------
+# Every layer passes these to FixSet.on / FixSet.corrects: a typo is an ImportError at load time,
+# not a switch name that silently never matches.
+
+# fixes (§8) and their sub-switches
+COLOR_DIVERSITY_LOSS = "color_diversity_loss"
+COLOR_DIVERSITY_LOSS_FORMULA = "color_diversity_loss.formula"
+
+RAMP_KEYS = "ramp_keys"
+RAMP_KEYS_RAMP_KEYS = "ramp_keys.ramp_keys"
+RAMP_KEYS_STAGE_WEIGHTS = "ramp_keys.stage_weights"
+RAMP_KEYS_COLOR_THRESHOLDS = "ramp_keys.color_thresholds"
+RAMP_KEYS_TRAINING_DEFAULTS = "ramp_keys.training_defaults"
+RAMP_KEYS_RAMP_DEFAULT_WARMUP = "ramp_keys.ramp_default_warmup"
+
+MASK_UNFREEZE = "mask_unfreeze"
+MASK_UNFREEZE_UNFREEZE = "mask_unfreeze.unfreeze"
+MASK_UNFREEZE_GRAD_CLIP = "mask_unfreeze.grad_clip"
+MASK_UNFREEZE_VAL_NAN_GUARD = "mask_unfreeze.val_nan_guard"
+MASK_UNFREEZE_OTHER_LR = "mask_unfreeze.other_lr"
+MASK_UNFREEZE_COLOUR_HEAD_INIT = "mask_unfreeze.colour_head_init"
+
+DIFFERENTIABLE_MODEL = "differentiable_model"
+DIFFERENTIABLE_MODEL_DECODER_SATURATION_CHECK = "differentiable_model.decoder_saturation_check"
+DIFFERENTIABLE_MODEL_AFFINE_GRAYWORLD = "differentiable_model.affine_grayworld"
+DIFFERENTIABLE_MODEL_AFFINE_CLAMP = "differentiable_model.affine_clamp"
+DIFFERENTIABLE_MODEL_FINAL_SATURATION_BOOST = "differentiable_model.final_saturation_boost"
+DIFFERENTIABLE_MODEL_CURVE_APPLICATION = "differentiable_model.curve_application"
+
+COLOR_CLAMPS = "color_clamps"
+COLOR_CLAMPS_ENHANCER_WEIGHT_CLAMP = "color_clamps.enhancer_weight_clamp"
+COLOR_CLAMPS_ENHANCER_BIAS_CLAMP = "color_clamps.enhancer_bias_clamp"
+COLOR_CLAMPS_ENHANCER_VIBRANCE = "color_clamps.enhancer_vibrance"
+COLOR_CLAMPS_ENHANCER_GAMMA_CLAMP = "color_clamps.enhancer_gamma_clamp"
+
+# latent-bug corrections (§8.1)
+ENHANCER_IDENTITY_CLAMP = "enhancer_identity_clamp"
+SINGLE_MASK_SQUARE = "single_mask_square"
+PER_IMAGE_DECISIONS = "per_image_decisions"
+PERCEPTUAL_LOSS = "perceptual_loss"
+AFFINE_DECAY = "affine_decay"
+STAGE1_WEIGHTS = "stage1_weights"
+NO_LOSS_CLAMP = "no_loss_clamp"
+SCHEDULER_EVERY_EPOCH = "scheduler_every_epoch"
+RESET_BEST_PER_STAGE = "reset_best_per_stage"
+FROZEN_BN_EVAL = "frozen_bn_eval"
+UNSATURATED_GUIDANCE = "unsaturated_guidance"
+CIRCULAR_HUE = "circular_hue"
+
+# fix profiles (``fixes.profile``)
+POST_FIX = "post_fix"
+PRE_FIX = "pre_fix"
+CORRECTED = "corrected"
 
 
 @dataclass(frozen=True)
@@ -57,18 +115,18 @@ _BEFORE_RAMP = ["w_reconstruction", "w_color_consistency", "w_color_diversity", 
 _AFTER_RAMP = ["w_color_consistency", "w_color_diversity", "w_exposure", "w_edge"]
 
 FIXES: dict[str, Fix] = {f.name: f for f in (
-    Fix("color_diversity_loss", "differentiable colour-diversity loss (Myloss.py)", (
-        SubSwitch("color_diversity_loss.formula",
+    Fix(COLOR_DIVERSITY_LOSS, "differentiable colour-diversity loss (Myloss.py)", (
+        SubSwitch(COLOR_DIVERSITY_LOSS_FORMULA,
                   "colour-diversity loss formula",
                   "piecewise ((tau-s)/tau)^2 / constant 0.5 / constant 0 on batch scalars; the "
                   "constant branches carry no gradient",
                   "0.5*exp(-15*div) + 0.5*exp(-10*mean saturation)"),
     )),
-    Fix("ramp_keys", "RAMP_KEYS, stage weights and thresholds (loss_weights.py)", (
-        SubSwitch("ramp_keys.ramp_keys", "which stage-2 weights the cosine warm-up ramps",
+    Fix(RAMP_KEYS, "RAMP_KEYS, stage weights and thresholds (loss_weights.py)", (
+        SubSwitch(RAMP_KEYS_RAMP_KEYS, "which stage-2 weights the cosine warm-up ramps",
                   "also w_reconstruction and w_ssim", "colour, diversity, exposure, edge only",
                   {"ramp.keys": (_BEFORE_RAMP, _AFTER_RAMP)}),
-        SubSwitch("ramp_keys.stage_weights", "per-stage loss weights (stage 1 is inert)",
+        SubSwitch(RAMP_KEYS_STAGE_WEIGHTS, "per-stage loss weights (stage 1 is inert)",
                   "BEFORE columns of §4.2", "AFTER columns of §4.2",
                   {**_stage_values(1, (1.00, 0.30, 0.50, 0.00, 0.00, 0.50, 0.00, 0.00),
                                    (1.20, 0.20, 0.30, 0.00, 0.00, 0.60, 0.00, 0.00)),
@@ -76,108 +134,119 @@ FIXES: dict[str, Fix] = {f.name: f for f in (
                                    (1.35, 0.07, 0.07, 0.07, 0.12, 0.45, 0.00, 0.03)),
                    **_stage_values(3, (0.95, 0.15, 0.20, 0.08, 0.18, 0.28, 0.04, 0.10),
                                    (0.90, 0.10, 0.12, 0.04, 0.20, 0.45, 0.06, 0.08))}),
-        SubSwitch("ramp_keys.color_thresholds", "COLOR_THRESHOLDS",
+        SubSwitch(RAMP_KEYS_COLOR_THRESHOLDS, "COLOR_THRESHOLDS",
                   "0.18 / 0.05 / 0.35 / 1.5", "0.10 / 0.04 / 0.30 / 1.0",
                   {"color_thresholds.min_saturation": (0.18, 0.10),
                    "color_thresholds.critical_saturation": (0.05, 0.04),
                    "color_thresholds.target_saturation": (0.35, 0.30),
                    "color_thresholds.saturation_penalty_factor": (1.5, 1.0)}),
-        SubSwitch("ramp_keys.training_defaults", "TRAINING_DEFAULTS batch/size",
+        SubSwitch(RAMP_KEYS_TRAINING_DEFAULTS, "TRAINING_DEFAULTS batch/size",
                   "batch 4, size 320", "batch 8, size 512 (the CLI used 8/512 in both)", inert=True),
-        SubSwitch("ramp_keys.ramp_default_warmup", "ramp_colour default warm-up",
+        SubSwitch(RAMP_KEYS_RAMP_DEFAULT_WARMUP, "ramp_colour default warm-up",
                   "15", "20 (the trainer always passes 10)", inert=True),
     )),
-    Fix("mask_unfreeze", "trainer fixes (lowlight_train.py)", (
-        SubSwitch("mask_unfreeze.unfreeze", "mask predictor unfreeze in stage 2",
+    Fix(MASK_UNFREEZE, "trainer fixes (lowlight_train.py)", (
+        SubSwitch(MASK_UNFREEZE_UNFREEZE, "mask predictor unfreeze in stage 2",
                   "per batch of epoch 15: requires_grad and mask LR x0.1 on every batch (LR collapse)",
                   "once at the start of epoch 15: requires_grad and mask LR = 2e-5"),
-        SubSwitch("mask_unfreeze.grad_clip", "gradient clip max-norm", "0.25", "0.5",
+        SubSwitch(MASK_UNFREEZE_GRAD_CLIP, "gradient clip max-norm", "0.25", "0.5",
                   {"optim.grad_clip": (0.25, 0.5)}),
-        SubSwitch("mask_unfreeze.val_nan_guard", "skip validation batches with non-finite metrics",
+        SubSwitch(MASK_UNFREEZE_VAL_NAN_GUARD, "skip validation batches with non-finite metrics",
                   "none: NaN propagates into the epoch mean", "skip and count"),
-        SubSwitch("mask_unfreeze.other_lr", "LR of the 'other' param group", "1e-5", "2e-5",
+        SubSwitch(MASK_UNFREEZE_OTHER_LR, "LR of the 'other' param group", "1e-5", "2e-5",
                   {"optim.lr_other": (1e-5, 2e-5)}),
-        SubSwitch("mask_unfreeze.colour_head_init", "colour_head weight initialisation",
+        SubSwitch(MASK_UNFREEZE_COLOUR_HEAD_INIT, "colour_head weight initialisation",
                   "diag(1.1) override (0.95 off-diagonal after the flat clamp)", "identity"),
     )),
-    Fix("differentiable_model", "non-differentiable model blocks (model.py)", (
-        SubSwitch("differentiable_model.decoder_saturation_check", "decoder low-chroma replacement",
+    Fix(DIFFERENTIABLE_MODEL, "non-differentiable model blocks (model.py)", (
+        SubSwitch(DIFFERENTIABLE_MODEL_DECODER_SATURATION_CHECK, "decoder low-chroma replacement",
                   "if batch mean chroma < 0.1: out = Yenh + 1.5*(x - Y0)", "removed"),
-        SubSwitch("differentiable_model.affine_grayworld", "gray-world gains in colour_head",
+        SubSwitch(DIFFERENTIABLE_MODEL_AFFINE_GRAYWORLD, "gray-world gains in colour_head",
                   "applied in training only (train/eval mismatch)", "removed"),
-        SubSwitch("differentiable_model.affine_clamp", "colour_head weight clamp",
+        SubSwitch(DIFFERENTIABLE_MODEL_AFFINE_CLAMP, "colour_head weight clamp",
                   "flat [0.95, 1.05] on all 9 weights", "identity-relative +-0.15"),
-        SubSwitch("differentiable_model.final_saturation_boost", "final saturation boost",
+        SubSwitch(DIFFERENTIABLE_MODEL_FINAL_SATURATION_BOOST, "final saturation boost",
                   "hard if mean chroma < 0.2: chroma x2", "smooth ramp beta = clamp(2 relu(0.15-s)/0.15)"),
-        SubSwitch("differentiable_model.curve_application", "curve branch",
+        SubSwitch(DIFFERENTIABLE_MODEL_CURVE_APPLICATION, "curve branch",
                   "identity: the 4-channel shape error was swallowed, curves = 0, no gradient",
                   "Zero-DCE on RGB: E + a*E*(1-E)"),
     )),
-    Fix("color_clamps", "colour enhancer clamp ranges (color_enhancement.py)", (
-        SubSwitch("color_clamps.enhancer_weight_clamp", "enhancer weight clamp (flat)",
+    Fix(COLOR_CLAMPS, "colour enhancer clamp ranges (color_enhancement.py)", (
+        SubSwitch(COLOR_CLAMPS_ENHANCER_WEIGHT_CLAMP, "enhancer weight clamp (flat)",
                   "[0.9, 1.1]", "[0.98, 1.02]",
                   {"clamps.enhancer_weight_min": (0.9, 0.98), "clamps.enhancer_weight_max": (1.1, 1.02)}),
-        SubSwitch("color_clamps.enhancer_bias_clamp", "enhancer bias clamp",
+        SubSwitch(COLOR_CLAMPS_ENHANCER_BIAS_CLAMP, "enhancer bias clamp",
                   "[-0.03, 0.03]", "[-0.01, 0.01]",
                   {"clamps.enhancer_bias_min": (-0.03, -0.01), "clamps.enhancer_bias_max": (0.03, 0.01)}),
-        SubSwitch("color_clamps.enhancer_vibrance", "enhancer vibrance init and clamp",
+        SubSwitch(COLOR_CLAMPS_ENHANCER_VIBRANCE, "enhancer vibrance init and clamp",
                   "init 1.0, clamp [0.95, 1.15]", "init 1.2, clamp [0.98, 1.05]",
                   {"clamps.enhancer_vibrance_init": (1.0, 1.2),
                    "clamps.enhancer_vibrance_min": (0.95, 0.98),
                    "clamps.enhancer_vibrance_max": (1.15, 1.05)}),
-        SubSwitch("color_clamps.enhancer_gamma_clamp", "enhancer channel-gamma clamp",
+        SubSwitch(COLOR_CLAMPS_ENHANCER_GAMMA_CLAMP, "enhancer channel-gamma clamp",
                   "[0.9, 1.1]", "[0.95, 1.05]",
                   {"clamps.enhancer_gamma_min": (0.9, 0.95), "clamps.enhancer_gamma_max": (1.1, 1.05)}),
     )),
 )}
 
 CORRECTIONS: dict[str, Correction] = {c.name: c for c in (
-    Correction("enhancer_identity_clamp", "colour-enhancer weight clamp relative to the identity",
+    Correction(ENHANCER_IDENTITY_CLAMP, "colour-enhancer weight clamp relative to the identity",
                "flat element-wise clamp: off-diagonals jump to >= 0.98, output ~R+G+B, grey",
                "W in [I - d, I + d], d = clamps.enhancer_identity_delta", "§2.1, §8.1.1"),
-    Correction("single_mask_square", "square the mask once, identically in train and eval",
+    Correction(SINGLE_MASK_SQUARE, "square the mask once, identically in train and eval",
                "predictor squares in eval / after 1000 calls, blend squares again (m^2 vs m^4)",
                "predictor never squares; blend weight m^2 always", "§1.4.12, §8.1.2"),
-    Correction("per_image_decisions", "per-image statistics instead of batch scalars",
+    Correction(PER_IMAGE_DECISIONS, "per-image statistics instead of batch scalars",
                "curve damping, colour check, final boost, decoder denorm use batch means",
                "each image decides from its own statistics; decoder input is always denormalised",
                "§8.1.3"),
-    Correction("perceptual_loss", "enable the VGG perceptual term with ImageNet normalisation",
+    Correction(PERCEPTUAL_LOSS, "enable the VGG perceptual term with ImageNet normalisation",
                "never enabled; (x-0.5)*2 input scaling",
                "enabled when loss.perceptual_weights is given; ImageNet mean/std, target detached",
                "§3.2, §8.1.4"),
-    Correction("affine_decay", "attach the colour-affine weight decay term",
+    Correction(AFFINE_DECAY, "attach the colour-affine weight decay term",
                "dead: the attribute it needs is never set",
                "mean((W - I)^2) of colour_head, weighted by loss.w_affine_decay", "§3.2, §8.1.5"),
-    Correction("stage1_weights", "stage 1 uses its STAGE_WEIGHTS with the full loss",
+    Correction(STAGE1_WEIGHTS, "stage 1 uses its STAGE_WEIGHTS with the full loss",
                "fixed 0.7*L1 + 0.3*MSE", "full loss with the stage1.* weights", "§4.2, §8.1.7"),
-    Correction("no_loss_clamp", "no clamp of the total loss",
+    Correction(NO_LOSS_CLAMP, "no clamp of the total loss",
                "clamp to [0, 5] in the loss and [0, 3] in the trainer (zero gradient above)",
                "unclamped; non-finite losses still skipped by the guard", "§8.1.8"),
-    Correction("scheduler_every_epoch", "step the LR scheduler every epoch",
+    Correction(SCHEDULER_EVERY_EPOCH, "step the LR scheduler every epoch",
                "stepped on validation epochs only, LR barely anneals", "stepped every epoch",
                "§5.1, §8.1.9"),
-    Correction("reset_best_per_stage", "reset best score and patience per stage",
+    Correction(RESET_BEST_PER_STAGE, "reset best score and patience per stage",
                "best_score carries across stages (stage-3 composite vs stage-2 PSNR)",
                "reset at each stage change", "§5.8, §8.1.10"),
-    Correction("frozen_bn_eval", "frozen backbone BatchNorms stay in eval mode",
+    Correction(FROZEN_BN_EVAL, "frozen backbone BatchNorms stay in eval mode",
                "running statistics of frozen layers drift in training", "frozen BNs in eval mode",
                "§1.4.4, §8.1.15"),
-    Correction("unsaturated_guidance", "guidance map that is not saturated",
+    Correction(UNSATURATED_GUIDANCE, "guidance map that is not saturated",
                "clamp01(snr + distraction): mostly 1, zero gradient",
                "(snr + distraction) / 2", "§1.4.9, §8.1.16"),
-    Correction("circular_hue", "circular hue distance in the colour-consistency loss",
+    Correction(CIRCULAR_HUE, "circular hue distance in the colour-consistency loss",
                "MSE of hue/6, red wraps at 0/1", "MSE of the wrapped hue difference", "§3.2, §8.1.23"),
 )}
 
-PROFILES = ("post_fix", "pre_fix", "corrected")
-
 _ALL_SUBS: tuple[str, ...] = tuple(s.name for f in FIXES.values() for s in f.subs)
 _SUB_BY_NAME: dict[str, SubSwitch] = {s.name: s for f in FIXES.values() for s in f.subs}
+_POST_FIX: dict[str, Any] = {key: after for s in _SUB_BY_NAME.values()
+                             for key, (_before, after) in s.config_values.items()}
 
 
 def sub_switch(name: str) -> SubSwitch:
     return _SUB_BY_NAME[name]
+
+
+def post_fix_value(key: str) -> Any:
+    """The post-fix (AFTER) value of a flat config key a fix changed: the config's default."""
+    return _POST_FIX[key]
+
+
+def post_fix_values(section: str) -> dict[str, Any]:
+    """``name -> post-fix value`` of the keys of config section ``section`` that a fix changed."""
+    prefix = f"{section}."
+    return {key[len(prefix):]: value for key, value in _POST_FIX.items() if key.startswith(prefix)}
 
 
 def expand(name: str) -> tuple[str, ...]:
@@ -189,13 +258,15 @@ def expand(name: str) -> tuple[str, ...]:
     bare = [s for s in _ALL_SUBS if s.split(".", 1)[1] == name]
     if len(bare) == 1:
         return (bare[0],)
-    raise ConfigError(f"unknown fix {name!r}; valid fixes: {', '.join(FIXES)}; sub-switches: "
-                      f"{', '.join(_ALL_SUBS)}")
+    hint = did_you_mean(name, [*FIXES, *_ALL_SUBS]) or ";"
+    raise ConfigError(f"unknown fix {name!r}{hint} valid fixes: {', '.join(FIXES)}; "
+                      f"sub-switches: {', '.join(_ALL_SUBS)}")
 
 
 def check_correction(name: str) -> str:
     if name not in CORRECTIONS:
-        raise ConfigError(f"unknown correction {name!r}; valid: {', '.join(CORRECTIONS)}")
+        raise ConfigError(f"unknown correction {name!r}{did_you_mean(name, CORRECTIONS) or ';'} "
+                          f"valid: {', '.join(CORRECTIONS)}")
     return name
 
 
@@ -220,8 +291,9 @@ class FixSet:
     @classmethod
     def profile(cls, name: str) -> "FixSet":
         if name not in PROFILES:
-            raise ConfigError(f"unknown fix profile {name!r}; valid: {', '.join(PROFILES)}")
-        return {"post_fix": cls.all_on, "pre_fix": cls.all_off, "corrected": cls.corrected}[name]()
+            raise ConfigError(f"unknown fix profile {name!r}{did_you_mean(name, PROFILES) or ';'} "
+                              f"valid: {', '.join(PROFILES)}")
+        return _PROFILE_SETS[name]()
 
     def without(self, *names: str) -> "FixSet":
         drop = {s for n in names for s in expand(n)}
@@ -273,7 +345,7 @@ class FixSet:
 
     # -- config section round trip -----------------------------------------------------------
     @classmethod
-    def from_config(cls, section: FixesConfig) -> "FixSet":
+    def from_config(cls, section: "FixesConfig") -> "FixSet":
         fs = cls.profile(section.profile)
         fs = fs.without(*section.disable) if section.disable else fs
         fs = fs.with_fixes(*section.enable) if section.enable else fs
@@ -281,7 +353,7 @@ class FixSet:
 
     def to_overrides(self) -> dict[str, Any]:
         """Flat ``fixes.*`` overrides that reproduce this fix set from the post-fix profile."""
-        return {"fixes.profile": "post_fix", "fixes.disable": list(_compact(self.disabled())),
+        return {"fixes.profile": POST_FIX, "fixes.disable": list(_compact(self.disabled())),
                 "fixes.enable": [], "fixes.corrections": sorted(self.corrections)}
 
     def tags(self) -> dict[str, str]:
@@ -293,6 +365,11 @@ class FixSet:
         for c in CORRECTIONS:
             out[f"correction.{c}"] = "on" if c in self.corrections else "off"
         return out
+
+
+# profile -> the fix set it selects; its keys are the choices of ``fixes.profile``
+_PROFILE_SETS = {POST_FIX: FixSet.all_on, PRE_FIX: FixSet.all_off, CORRECTED: FixSet.corrected}
+PROFILES = tuple(_PROFILE_SETS)
 
 
 def _compact(subs: Iterable[str]) -> tuple[str, ...]:

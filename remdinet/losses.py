@@ -18,24 +18,46 @@ are computed in float32.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .colour import hsv_saturation, hue
-from .config import STAGE_WEIGHT_KEYS, Config, LossConfig, StageWeights
-from .fixes import FixSet
+from .config import Config, LossConfig, StageWeights
+from .fixes import (AFFINE_DECAY, CIRCULAR_HUE, COLOR_DIVERSITY_LOSS_FORMULA, NO_LOSS_CLAMP,
+                    PERCEPTUAL_LOSS, STAGE1_WEIGHTS, FixSet)
 from .metrics import MS_SSIM_MIN_SIDE, ms_ssim, ssim
 from .perceptual import VGG19Features, load_vgg19_features, perceptual_distance
 
 log = logging.getLogger("remdinet.losses")
 
+
+@functools.cache
+def _note_off(term: str, reason: str) -> None:
+    # once per process: every stage, run and study trial builds its losses again, and the
+    # warning says nothing new the second time (`StageLoss.inactive` keeps it per loss)
+    log.warning("loss: %s term off: %s", term, reason)
+
 SIMPLE_LOSS_CLAMP = 10.0  # §3.1: the stage-1 loss maps +Inf to 10 and clamps to [0, 10]
+
+# The term names: the keys of LossOutput.terms / raw, logged as ``loss/<term>`` and read by the doctor.
+TERM_RECONSTRUCTION = "reconstruction"
+TERM_MSE = "mse"
+TERM_EXPOSURE = "exposure"
+TERM_CURVE_PENALTY = "curve_penalty"
+TERM_EDGE = "edge"
+TERM_SSIM = "ssim"
+TERM_COLOUR = "colour"
+TERM_COLOR_DIVERSITY = "color_diversity"
+TERM_PERCEPTUAL = "perceptual"
+TERM_AFFINE_DECAY = "affine_decay"
+TERM_MASK_MEAN = "mask_mean"
 _SOBEL_X = ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0))
 
 
@@ -244,8 +266,8 @@ class SimpleReconstructionLoss(StageLoss):
         e = _clamp01(out["enhanced"])
         terms: dict[str, torch.Tensor] = {}
         raw: dict[str, torch.Tensor] = {}
-        for name, weight, fn in (("reconstruction", self.l1, reconstruction_l1),
-                                 ("mse", self.mse, reconstruction_mse)):
+        for name, weight, fn in ((TERM_RECONSTRUCTION, self.l1, reconstruction_l1),
+                                 (TERM_MSE, self.mse, reconstruction_mse)):
             if weight > 0:
                 value = e.new_zeros(()) if target is None else fn(e, _image_like("target", target, e))
                 terms[name] = weight * value
@@ -253,10 +275,82 @@ class SimpleReconstructionLoss(StageLoss):
         return self._finish(terms, raw, e)
 
 
+class _Batch(NamedTuple):
+    """What a term reads: the model output, E, T (None when unpaired) and the input image."""
+    out: dict
+    e: torch.Tensor
+    t: torch.Tensor | None
+    input01: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term of :class:`DistractionAwareLoss`. ``weight_key`` names a :class:`StageWeights`
+    field, or a :class:`LossConfig` field as ``loss.<name>``; a term whose weight is 0 is not
+    computed. ``needs_target``: absent from an unpaired batch. ``unsupervised_factor``: the
+    ``loss.*`` factor its weight is multiplied by on an unpaired batch. ``fn(loss, batch)`` is the
+    unweighted value, or None when what it reads is absent (no curves, no VGG, ...)."""
+    name: str
+    weight_key: str
+    needs_target: bool
+    fn: Callable[["DistractionAwareLoss", _Batch], torch.Tensor | None]
+    unsupervised_factor: str | None = None
+
+    def weight(self, weights: StageWeights, loss_cfg: LossConfig, supervised: bool) -> float:
+        section, _, key = self.weight_key.rpartition(".")
+        w = getattr(loss_cfg if section == "loss" else weights, key)
+        if self.unsupervised_factor is not None:
+            w *= 1.0 if supervised else getattr(loss_cfg, self.unsupervised_factor)
+        return w
+
+
+def _colour(loss: "DistractionAwareLoss", b: _Batch) -> torch.Tensor:
+    ref = b.t if b.t is not None else _image_like("input01", b.input01, b.e)
+    return colour_consistency_loss(b.e, ref, loss.circular_hue)
+
+
+def _color_diversity(loss: "DistractionAwareLoss", b: _Batch) -> torch.Tensor:
+    if loss.legacy_diversity:
+        return legacy_color_diversity_loss(b.e, loss.target_saturation)
+    return color_diversity_loss(b.e)
+
+
+def _curve_penalty(loss: "DistractionAwareLoss", b: _Batch) -> torch.Tensor | None:
+    curves = b.out.get("curves")
+    return (None if curves is None
+            else curve_penalty(curves.float(), loss.loss_cfg.curve_penalty_threshold))
+
+
+def _affine_decay(loss: "DistractionAwareLoss", b: _Batch) -> torch.Tensor | None:
+    return affine_decay_loss(loss._colour_head[0].weight) if loss._colour_head else None
+
+
+def _mask_mean(loss: "DistractionAwareLoss", b: _Batch) -> torch.Tensor | None:
+    mask = b.out.get("mask")
+    return mask_mean_loss(mask.float()) if mask is not None and mask.requires_grad else None
+
+
+# §3.2, in the reference's order (the order of ``terms`` and of the sum)
+TERMS: tuple[Term, ...] = (
+    Term(TERM_RECONSTRUCTION, "w_reconstruction", False,
+         lambda loss, b: b.e.new_zeros(()) if b.t is None else reconstruction_l1(b.e, b.t)),
+    Term(TERM_EXPOSURE, "w_exposure", False,
+         lambda loss, b: exposure_loss(b.e, loss.loss_cfg.exposure_level)),
+    Term(TERM_CURVE_PENALTY, "loss.curve_penalty_weight", False, _curve_penalty),
+    Term(TERM_EDGE, "w_edge", True, lambda loss, b: edge_loss(b.e, b.t)),
+    Term(TERM_SSIM, "w_ssim", True, lambda loss, b: ssim_loss(b.e, b.t)),
+    Term(TERM_COLOUR, "w_color_consistency", False, _colour,
+         unsupervised_factor="unsupervised_colour_factor"),
+    Term(TERM_COLOR_DIVERSITY, "w_color_diversity", False, _color_diversity),
+    Term(TERM_PERCEPTUAL, "w_perceptual", True,
+         lambda loss, b: None if loss.vgg is None else perceptual_distance(loss.vgg, b.e, b.t)),
+    Term(TERM_AFFINE_DECAY, "loss.w_affine_decay", False, _affine_decay),
+    Term(TERM_MASK_MEAN, "w_mask_mean", False, _mask_mean),
+)
+
+
 class DistractionAwareLoss(StageLoss):
-    """§3.2 ``SimplifiedDistractionAwareLoss``: the weighted sum of, in order, ``reconstruction``,
-    ``exposure``, ``curve_penalty``, ``edge``, ``ssim``, ``colour``, ``color_diversity``,
-    ``perceptual``, ``affine_decay`` and ``mask_mean``.
+    """§3.2 ``SimplifiedDistractionAwareLoss``: the weighted sum of the :data:`TERMS`.
 
     Without a target (unsupervised): reconstruction is the constant 0, edge/SSIM/perceptual are absent,
     and the colour term uses the input I as its reference with its weight multiplied by
@@ -277,44 +371,19 @@ class DistractionAwareLoss(StageLoss):
         self._colour_head = () if colour_head is None else (colour_head,)
 
     def forward(self, out: dict, target: torch.Tensor | None, input01: torch.Tensor) -> LossOutput:
-        w, lc = self.weights, self.loss_cfg
         e = _clamp01(out["enhanced"])
         t = None if target is None else _image_like("target", target, e)
+        batch = _Batch(out, e, t, input01)
         terms: dict[str, torch.Tensor] = {}
         raw: dict[str, torch.Tensor] = {}
-
-        def add(name: str, weight: float, value: torch.Tensor) -> None:
-            terms[name] = weight * value
-            raw[name] = value.detach()
-
-        if w.w_reconstruction > 0:
-            add("reconstruction", w.w_reconstruction,
-                e.new_zeros(()) if t is None else reconstruction_l1(e, t))
-        if w.w_exposure > 0:
-            add("exposure", w.w_exposure, exposure_loss(e, lc.exposure_level))
-        curves = out.get("curves")
-        if curves is not None and lc.curve_penalty_weight > 0:
-            add("curve_penalty", lc.curve_penalty_weight,
-                curve_penalty(curves.float(), lc.curve_penalty_threshold))
-        if t is not None and w.w_edge > 0:
-            add("edge", w.w_edge, edge_loss(e, t))
-        if t is not None and w.w_ssim > 0:
-            add("ssim", w.w_ssim, ssim_loss(e, t))
-        colour_weight = w.w_color_consistency * (1.0 if t is not None else lc.unsupervised_colour_factor)
-        if colour_weight > 0:
-            ref = t if t is not None else _image_like("input01", input01, e)
-            add("colour", colour_weight, colour_consistency_loss(e, ref, self.circular_hue))
-        if w.w_color_diversity > 0:
-            add("color_diversity", w.w_color_diversity,
-                legacy_color_diversity_loss(e, self.target_saturation) if self.legacy_diversity
-                else color_diversity_loss(e))
-        if self.vgg is not None and t is not None and w.w_perceptual > 0:
-            add("perceptual", w.w_perceptual, perceptual_distance(self.vgg, e, t))
-        if self._colour_head and lc.w_affine_decay > 0:
-            add("affine_decay", lc.w_affine_decay, affine_decay_loss(self._colour_head[0].weight))
-        mask = out.get("mask")
-        if mask is not None and mask.requires_grad and w.w_mask_mean > 0:
-            add("mask_mean", w.w_mask_mean, mask_mean_loss(mask.float()))
+        for term in TERMS:
+            weight = term.weight(self.weights, self.loss_cfg, t is not None)
+            if weight <= 0 or (term.needs_target and t is None):
+                continue
+            value = term.fn(self, batch)
+            if value is not None:
+                terms[term.name] = weight * value
+                raw[term.name] = value.detach()
         return self._finish(terms, raw, e)
 
 
@@ -326,89 +395,40 @@ def build_stage_loss(stage: int, cfg: Config, fixes: FixSet, model: nn.Module | 
     call ``.to(device)`` on the returned loss too (it may hold the perceptual VGG).
     """
     weights = dataclasses.replace(cfg.stage_weights(stage))
-    unclamped = fixes.corrects("no_loss_clamp")
-    if stage == 1 and not fixes.corrects("stage1_weights"):
+    unclamped = fixes.corrects(NO_LOSS_CLAMP)
+    if stage == 1 and not fixes.corrects(STAGE1_WEIGHTS):
         return SimpleReconstructionLoss(weights, cfg.loss.stage1_l1, cfg.loss.stage1_mse,
                                         None if unclamped else SIMPLE_LOSS_CLAMP)
     inactive: dict[str, str] = {}
 
     vgg = None
-    if fixes.corrects("perceptual_loss") and cfg.loss.perceptual_weights:
+    if fixes.corrects(PERCEPTUAL_LOSS) and cfg.loss.perceptual_weights:
         vgg = load_vgg19_features(cfg.loss.perceptual_weights)
     elif weights.w_perceptual > 0:
-        if fixes.corrects("perceptual_loss"):
-            inactive["perceptual"] = ("correction perceptual_loss is on but loss.perceptual_weights is "
-                                      "empty; no random VGG is used")
-            log.warning("stage %d loss: perceptual term off: %s", stage, inactive["perceptual"])
+        if fixes.corrects(PERCEPTUAL_LOSS):
+            inactive[TERM_PERCEPTUAL] = ("correction perceptual_loss is on but "
+                                         "loss.perceptual_weights is empty; no random VGG is used")
+            _note_off(TERM_PERCEPTUAL, inactive[TERM_PERCEPTUAL])
         else:
-            inactive["perceptual"] = "never enabled in the reference (correction perceptual_loss off)"
+            inactive[TERM_PERCEPTUAL] = ("never enabled in the reference (correction "
+                                         "perceptual_loss off)")
 
     colour_head = None
-    if fixes.corrects("affine_decay"):
+    if fixes.corrects(AFFINE_DECAY):
         if model is None:
             raise ValueError("build_stage_loss: correction affine_decay needs the model "
                              "(it decays model.colour_head.weight)")
         colour_head = model.colour_head
         if colour_head is None and cfg.loss.w_affine_decay > 0:
-            inactive["affine_decay"] = "the model has no colour_head (model.disable_color_affine)"
-            log.warning("stage %d loss: affine_decay term off: %s", stage, inactive["affine_decay"])
+            inactive[TERM_AFFINE_DECAY] = "the model has no colour_head (model.disable_color_affine)"
+            _note_off(TERM_AFFINE_DECAY, inactive[TERM_AFFINE_DECAY])
     elif cfg.loss.w_affine_decay > 0:
-        inactive["affine_decay"] = "dead in the reference (correction affine_decay off)"
+        inactive[TERM_AFFINE_DECAY] = "dead in the reference (correction affine_decay off)"
 
     loss = DistractionAwareLoss(
         stage, weights, cfg.loss, cfg.color_thresholds.target_saturation,
-        legacy_diversity=not fixes.on("color_diversity_loss.formula"),
-        circular_hue=fixes.corrects("circular_hue"), vgg=vgg, colour_head=colour_head,
+        legacy_diversity=not fixes.on(COLOR_DIVERSITY_LOSS_FORMULA),
+        circular_hue=fixes.corrects(CIRCULAR_HUE), vgg=vgg, colour_head=colour_head,
         clamp_bound=None if unclamped else cfg.loss.total_clamp)
     loss.inactive = inactive
     return loss
-
-
-# ------------------------------------------------------------------------------------------
-# trainer helpers: stage-2 warm-up ramp and stage-transition mixing
-# ------------------------------------------------------------------------------------------
-
-def ramp_factor(epoch_in_stage: int, warmup: int) -> float:
-    """§4.6: ``0.5·(1 − cos(π·e/W))`` for e < W, else 1."""
-    if warmup < 1 or epoch_in_stage < 0:
-        raise ValueError(f"ramp: need warmup >= 1 and epoch_in_stage >= 0, got {warmup}, {epoch_in_stage}")
-    if epoch_in_stage >= warmup:
-        return 1.0
-    return 0.5 * (1.0 - math.cos(math.pi * epoch_in_stage / warmup))
-
-
-def ramp_weights(weights: StageWeights, keys: Sequence[str], epoch_in_stage: int,
-                 warmup: int) -> StageWeights:
-    """A copy of ``weights`` with each weight named in ``keys`` (``ramp.keys``) multiplied by
-    :func:`ramp_factor`; the other weights keep their values."""
-    unknown = [k for k in keys if k not in STAGE_WEIGHT_KEYS]
-    if unknown:
-        raise KeyError(f"ramp keys {unknown} are not stage weights; valid: {', '.join(STAGE_WEIGHT_KEYS)}")
-    r = ramp_factor(epoch_in_stage, warmup)
-    return dataclasses.replace(weights, **{k: getattr(weights, k) * r for k in keys})
-
-
-def mix_losses(old: LossOutput | None, new: LossOutput, factor: float) -> LossOutput:
-    """§5.4 transition mixing: ``total = (1 − f)·old.total + f·new.total``.
-
-    Each total is already clamped by its own loss, as in the reference. ``terms`` hold every term of both
-    losses scaled by its side's coefficient ((1 − f) for the old loss, f for the new one); a name present
-    in both is the sum of the two contributions. So the terms still add up to the (unclamped) mixed
-    total, and ``terms[name] / raw[name]`` is the effective coefficient of a term: for
-    ``reconstruction`` (mean|E − T| in every stage) that is the L1 coefficient of §5.6. ``raw`` is the
-    union of both losses' unweighted values; a shared name has the same formula on the same batch.
-
-    ``old`` None (no earlier criterion) returns ``new`` unchanged. Whether to mix at all (e.g. not for
-    an unpaired batch, §5.4) is the trainer's decision.
-    """
-    if old is None:
-        return new
-    if not 0.0 <= factor <= 1.0:
-        raise ValueError(f"mix_losses: factor must be in [0, 1], got {factor}")
-    terms = {name: factor * value for name, value in new.terms.items()}
-    for name, value in old.terms.items():
-        scaled = (1.0 - factor) * value
-        terms[name] = terms[name] + scaled if name in terms else scaled
-    raw = {**old.raw.tensors(), **new.raw.tensors()}
-    total = (1.0 - factor) * old.total + factor * new.total
-    return LossOutput(total, terms, RawValues(raw))

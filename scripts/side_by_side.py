@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
                 parser.error(f"{item!r}: expected LABEL=CHECKPOINT")
             model, cfg = load_model(path)
             models.append((label, model.eval(), cfg))
-        val = build_data(models[0][2], log=lambda _msg: None).val
+        val = build_data(models[0][2]).val
     except (CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,11 +1,20 @@
 """Shared fixtures: the tiny configuration (``tiny_setup.tiny_config``), seeding and threads."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
 from remdinet.config import Config
 from tiny_setup import tiny_config
+
+
+@pytest.fixture
+def logged(caplog):
+    """Records of the ``remdinet`` loggers (INFO and up) during the test: ``logged.messages``."""
+    caplog.set_level(logging.INFO, logger="remdinet")
+    return caplog
 
 
 @pytest.fixture

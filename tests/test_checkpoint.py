@@ -1,4 +1,8 @@
+import os
 import random
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -37,13 +41,39 @@ def test_rng_state_round_trip_replays_python_numpy_and_torch_draws():
     assert _draws() == first
 
 
-def test_save_writes_atomically_and_overwrites(tmp_path):
+def minimal_payload() -> dict:
     payload = {k: {} for k in ("config", "model", "optimizer", "scheduler", "trainer", "selection", "rng")}
     payload.update(scaler=None, history=[])
+    return payload
+
+
+def test_save_writes_atomically_and_overwrites(tmp_path):
+    payload = minimal_payload()
     path = save_checkpoint(tmp_path / "last.pth", {**payload, "history": [{"epoch": 0}]})
     save_checkpoint(path, {**payload, "history": [{"epoch": 0}, {"epoch": 1}]})
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]
     assert len(load_checkpoint(path)["history"]) == 2
+
+
+def test_save_removes_the_temporary_files_of_dead_processes_of_this_host_only(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    host = socket.gethostname()
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    killed = folder / f".last.pth.tmp-{host}-{dead}"  # what kill -9 mid-write leaves
+    killed.write_bytes(b"half a checkpoint")
+    kept = [folder / f".best.pth.tmp-{host}-{os.getppid()}",  # a live writer's
+            folder / f".last.pth.tmp-another-host-{dead}",  # a shared folder: not this host's
+            folder / "notes.tmp-1"]  # not the pattern
+    for path in kept:
+        path.write_bytes(b"x")
+    outside = tmp_path / f".last.pth.tmp-{host}-{dead}"
+    outside.write_bytes(b"x")
+    save_checkpoint(folder / "last.pth", minimal_payload())
+    assert not killed.exists()
+    assert all(path.exists() for path in kept) and outside.exists()
+    assert (folder / "last.pth").is_file()
 
 
 def test_save_refuses_a_payload_without_the_full_state(tmp_path):

@@ -2,8 +2,9 @@ import math
 
 import pytest
 
-from remdinet.config import (Config, ConfigError, all_keys, apply_overrides, coerce, parse_set_args,
-                             read_toml_overrides, resolve)
+from remdinet.config import (Config, ConfigError, all_keys,
+                             apply_overrides, coerce, parse_set_args, read_toml_overrides)
+from remdinet.resolve import resolve
 
 
 def test_toml_round_trip_is_lossless_for_defaults_and_odd_values():

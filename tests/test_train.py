@@ -264,10 +264,9 @@ def test_val_nan_guard_off_lets_nan_reach_the_epoch_means(synthetic_dir, data, t
 
 
 def test_val_nan_guard_with_no_finite_batch_left_gives_nan_metrics_and_a_log_line(
-        synthetic_dir, data, tmp_path):
-    messages = []
+        synthetic_dir, data, tmp_path, logged):
     trainer = Trainer(train_config(synthetic_dir), data=data, callbacks=[StopAfter(0)],
-                      quiet=True, run_dir=tmp_path, log=messages.append)
+                      quiet=True, run_dir=tmp_path)
 
     def every_validation_output_nan(module, args, output):
         return output if module.training else {**output, "enhanced": output["enhanced"] * math.nan}
@@ -281,17 +280,17 @@ def test_val_nan_guard_with_no_finite_batch_left_gives_nan_metrics_and_a_log_lin
     for key in ("val_psnr", "val_ssim", "val_saturation", "val_adjusted_psnr"):
         assert math.isnan(first[key]), key  # not the reference's 0, which passes for a poor model
     assert any(f"validation: {batches} of {batches} batch(es) had non-finite metrics" in m
-               and "NaN" in m for m in messages), messages
+               and "NaN" in m for m in logged.messages), logged.messages
 
 
-def test_one_non_finite_validation_batch_is_counted_in_a_log_line(synthetic_dir, data, tmp_path):
-    messages = []
+def test_one_non_finite_validation_batch_is_counted_in_a_log_line(synthetic_dir, data, tmp_path,
+                                                                  logged):
     trainer = Trainer(train_config(synthetic_dir), data=data, callbacks=[StopAfter(0)],
-                      quiet=True, run_dir=tmp_path, log=messages.append)
+                      quiet=True, run_dir=tmp_path)
     _nan_first_validation_output(trainer)
     with pytest.raises(Stop):
         trainer.fit()
-    assert any("validation: 1 of " in m and "left out" in m and "NaN" not in m for m in messages)
+    assert any("validation: 1 of " in m and "left out" in m and "NaN" not in m for m in logged.messages)
 
 
 def _count_steps(trainer):
@@ -318,7 +317,7 @@ def test_optimiser_steps_follow_accumulation_and_the_batch_cap(synthetic_dir, da
 
 def test_an_exception_in_a_callback_propagates_with_progress_bars_closed(synthetic_dir, data, tmp_path):
     trainer = Trainer(train_config(synthetic_dir), data=data, callbacks=[StopAfter(0)], quiet=False,
-                      run_dir=tmp_path, log=lambda message: None)
+                      run_dir=tmp_path)
     with pytest.raises(Stop):
         trainer.fit()
     assert len(tqdm._instances) == 0
@@ -341,7 +340,7 @@ def test_validation_psnr_rises_well_above_the_identity_with_the_corrected_profil
     # tiny model too little in 18 steps). Measured: identity 8.75 dB, epoch 0 11.24, epoch 5 17.23.
     lrs = {"optim.lr_curve": 1e-2, "optim.lr_mask": 1e-2, "optim.lr_other": 1e-2}
     cfg = train_config(synthetic_dir, {"fixes.profile": "corrected", **lrs})
-    trainer = Trainer(cfg, data=data, quiet=True, run_dir=tmp_path, log=lambda message: None)
+    trainer = Trainer(cfg, data=data, quiet=True, run_dir=tmp_path)
     result = trainer.fit()
     batches = list(trainer.val_loader)
     identity_psnr = torch.stack([psnr(denormalize(b["input"]), b["target"]).mean() for b in batches])

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from remdinet.config import Config, resolve
+from remdinet.config import Config
+from remdinet.resolve import resolve
 
 TINY_MODEL: dict[str, Any] = {
     "model.backbone_width": 0.1,

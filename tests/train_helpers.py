@@ -33,7 +33,7 @@ def train_config(synthetic_dir: Path, overrides: dict[str, Any] | None = None) -
 
 
 def quiet_data(cfg: Config) -> DataBundle:
-    return build_data(cfg, log=lambda message: None)
+    return build_data(cfg)
 
 
 def without_timing(history: list[dict]) -> list[dict]:

@@ -15,6 +15,7 @@ images sorted by path). ``info["split"]`` records the file names on each side.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 
+_log = logging.getLogger(__name__)
 UNUSED_GT_LOGGED = 20  # unused ground-truth files named one per log line; the rest are counted
 
 
@@ -152,7 +154,7 @@ def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(problems))
 
 
-def build_data(cfg, log=print) -> DataBundle:
+def build_data(cfg) -> DataBundle:
     """Train and validation datasets for ``cfg`` (a resolved :class:`remdinet.config.Config`)."""
     dc = cfg.data
     info: dict = {"pairing": dc.pairing, "skip_bad": dc.skip_bad}
@@ -160,11 +162,13 @@ def build_data(cfg, log=print) -> DataBundle:
         if dc.layout not in ("auto", "remdinet"):
             raise DataError(f"data.layout={dc.layout!r} but data.root is empty (the embedded set, "
                             f"which uses the remdinet layout)")
-        root = ensure_dataset(cfg.synthetic, log=log)
+        root = ensure_dataset(cfg.synthetic)
         layout = resolve_layout(root, "remdinet")
         info["embedded"] = True
     else:
         root = Path(dc.root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data.root: {root} is not a folder")
         layout = resolve_layout(root, dc.layout)
         info["embedded"] = False
     info.update(layout=layout.name, root=str(root))
@@ -177,7 +181,7 @@ def build_data(cfg, log=print) -> DataBundle:
         raise DataError(f"{len(problems)} unusable file(s) in {root} (set data.skip_bad to skip "
                         f"them):\n" + "\n".join(f"  {p}: {why}" for p, why in problems), problems)
     for path, why in problems:
-        log(f"data: skipped {path}: {why}")
+        _log.info(f"data: skipped {path}: {why}")
 
     if not train.samples:
         raise DataError(f"{layout.train.low}: no usable training pairs remain")
@@ -204,11 +208,11 @@ def build_data(cfg, log=print) -> DataBundle:
                            cache=cache)
     unused = info["unused_gt"]
     for path in unused[:UNUSED_GT_LOGGED]:
-        log(f"data: ground truth unused (no image pairs with it): {path}")
+        _log.info(f"data: ground truth unused (no image pairs with it): {path}")
     if len(unused) > UNUSED_GT_LOGGED:
-        log(f"data: ... and {len(unused) - UNUSED_GT_LOGGED} more unused ground-truth files "
-            f"(all in the data info's unused_gt)")
-    log(f"data: {layout.name} at {root}: {len(train_samples)} train, {len(val_samples)} val "
-        f"({info['split']['source']} split), pairing {dc.pairing}, {len(problems)} skipped, "
-        f"{len(info['unused_gt'])} ground-truth files unused")
+        _log.info(f"data: ... and {len(unused) - UNUSED_GT_LOGGED} more unused ground-truth files "
+                  f"(all in the data info's unused_gt)")
+    _log.info(f"data: {layout.name} at {root}: {len(train_samples)} train, {len(val_samples)} val "
+              f"({info['split']['source']} split), pairing {dc.pairing}, {len(problems)} skipped, "
+              f"{len(info['unused_gt'])} ground-truth files unused")
     return DataBundle(train_ds, val_ds, info)

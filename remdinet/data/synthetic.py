@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -50,6 +51,7 @@ from ..paths import remove_inside
 from .io import DataError, decode_raw, list_files, read_image, write_png
 from .pairing import gt_index
 
+_log = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 # scene name -> files of that scene
 SCENES: dict[str, tuple[str, ...]] = {
@@ -180,7 +182,7 @@ def _check_complete(folder: Path) -> dict:
     return manifest
 
 
-def ensure_dataset(cfg: SyntheticConfig, log=None) -> Path:
+def ensure_dataset(cfg: SyntheticConfig) -> Path:
     """Build the embedded set for ``cfg`` unless it is cached; return its root (RemDiNet layout)."""
     source_dir = skimage_data_dir()
     final = dataset_dir(cfg)
@@ -198,11 +200,10 @@ def ensure_dataset(cfg: SyntheticConfig, log=None) -> Path:
         if not (final / "manifest.json").is_file():
             raise
         remove_inside(tmp, final.parent)
-    if log is not None:
-        s = _check_complete(final)["summary"]
-        log(f"data: built the embedded synthetic set at {final}: {s['count']} pairs "
-            f"({s['train']} train, {s['val']} val) of {s['size']}x{s['size']}, "
-            f"mean input PSNR {s['mean_input_psnr']:.2f} dB")
+    s = _check_complete(final)["summary"]
+    _log.info(f"data: built the embedded synthetic set at {final}: {s['count']} pairs "
+              f"({s['train']} train, {s['val']} val) of {s['size']}x{s['size']}, "
+              f"mean input PSNR {s['mean_input_psnr']:.2f} dB")
     return final
 
 

@@ -1,6 +1,10 @@
 """The model's top-level blocks and per-block gradient norms."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -12,6 +16,37 @@ BLOCKS = ("snr_estimator", "snr_module", "semantic", "curve_estimator", "mask_pr
 def present_blocks(model: nn.Module) -> dict[str, nn.Module]:
     """The blocks the model has (absent ones are None on the model)."""
     return {name: getattr(model, name) for name in BLOCKS if getattr(model, name) is not None}
+
+
+@contextmanager
+def block_calls(model: nn.Module, convert: Callable[[Any], Any] = lambda obj: obj
+                ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """While open, record the first call of each present top-level block: yields ``(inputs,
+    outputs)``, ``name -> convert(positional args)`` and ``name -> convert(output)``; a block
+    not called (the pre-fix curve branch) is absent. The hooks are removed on exit."""
+    inputs: dict[str, Any] = {}
+    outputs: dict[str, Any] = {}
+
+    # a hook that returns a value replaces the block's args or output: these return None
+    def keep_input(name: str, args: tuple) -> None:
+        if name not in inputs:
+            inputs[name] = convert(args)
+
+    def keep_output(name: str, out: Any) -> None:
+        if name not in outputs:
+            outputs[name] = convert(out)
+
+    handles = []
+    for name, block in present_blocks(model).items():
+        handles.append(block.register_forward_pre_hook(
+            lambda _m, args, name=name: keep_input(name, args)))
+        handles.append(block.register_forward_hook(
+            lambda _m, _a, out, name=name: keep_output(name, out)))
+    try:
+        yield inputs, outputs
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def block_of(param_name: str) -> str:

@@ -25,7 +25,7 @@ from remdinet.fixes import FixSet
 from remdinet.model import BRANCH_NAMES
 
 from .attribution import attribute
-from .blocks import BLOCKS, present_blocks
+from .blocks import BLOCKS, block_calls
 from .modes import set_mode, tensors
 from .probes import Probe, mixed_batch
 from .report import Finding
@@ -82,23 +82,10 @@ class FlowMonitor:
 
     def _input_gradient(self, model: nn.Module, x: torch.Tensor, source: str) -> None:
         x = x.clone().requires_grad_(True)
-        outputs: dict[str, list[torch.Tensor]] = {}
-        inputs: dict[str, list[torch.Tensor]] = {}
-
-        def keep(store: dict, name: str, obj) -> None:  # hooks returning a value replace it
-            store.setdefault(name, list(tensors(obj)))
-
-        handles = []
-        for name, block in present_blocks(set_mode(model, True)).items():
-            handles.append(block.register_forward_pre_hook(
-                lambda _m, args, name=name: keep(inputs, name, args)))
-            handles.append(block.register_forward_hook(
-                lambda _m, _a, o, name=name: keep(outputs, name, o)))
-        try:
+        # the tensors are taken at call time: the enhancer may add to a block's output dict later
+        with block_calls(set_mode(model, True), lambda obj: list(tensors(obj))) as calls:
             out = model(x)
-        finally:
-            for h in handles:
-                h.remove()
+        inputs, outputs = calls
         grads = {}
         for key, producer in GRADIENT_OUTPUTS.items():
             if producer is None or getattr(model, producer) is not None:

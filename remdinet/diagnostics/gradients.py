@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 import torch
 
 from remdinet.colour import denormalize
-from remdinet.config import Config
+from remdinet.config import STAGE_WEIGHT_KEYS, Config
 from remdinet.fixes import FixSet
-from remdinet.losses import LossOutput, SimpleReconstructionLoss, StageLoss, build_stage_loss
+from remdinet.losses import (TERM_AFFINE_DECAY, TERM_RECONSTRUCTION, TERMS, LossOutput,
+                             SimpleReconstructionLoss, StageLoss, build_stage_loss)
 
 from .attribution import GOVERNED_BY, attribute
 from .blocks import GradProbe
@@ -41,13 +42,12 @@ from .report import Finding
 
 CONSTANT_TOLERANCE = 1e-12
 # Stage weight -> the term it weights in remdinet.losses.
-WEIGHT_TERMS = {"w_reconstruction": "reconstruction", "w_color_consistency": "colour",
-                "w_color_diversity": "color_diversity", "w_exposure": "exposure", "w_edge": "edge",
-                "w_ssim": "ssim", "w_perceptual": "perceptual", "w_mask_mean": "mask_mean"}
+WEIGHT_TERMS = {key: term.name for key in STAGE_WEIGHT_KEYS for term in TERMS
+                if term.weight_key == key}
 # The fidelity terms. The post-fix schedule ramps the auxiliary colour/exposure/edge terms in on
 # purpose; ramping these removes the training signal itself at the stage switch.
 SUPERVISION = ("w_reconstruction", "w_ssim")
-_TARGET_TERMS = {"reconstruction", "edge", "ssim", "perceptual"}
+_TARGET_TERMS = {term.name for term in TERMS if term.needs_target}
 
 
 @dataclass
@@ -108,9 +108,10 @@ class TermMonitor:
         target = batch["target"]
         if target is not None:
             rec.supervised += 1
-            raw_l1 = result.raw.get("reconstruction")
+            raw_l1 = result.raw.get(TERM_RECONSTRUCTION)
             if raw_l1:
-                rec.l1_coefficients.append(float(result.terms["reconstruction"].detach()) / raw_l1)
+                rec.l1_coefficients.append(float(result.terms[TERM_RECONSTRUCTION].detach())
+                                           / raw_l1)
         unclamped = sum(t.detach().float() for t in result.terms.values())
         if result.terms and not math.isclose(float(loss.detach()), float(unclamped), rel_tol=1e-5,
                                              abs_tol=1e-7):
@@ -197,7 +198,7 @@ class TermMonitor:
         out = {term: getattr(weights, key) for key, term in WEIGHT_TERMS.items()
                if getattr(weights, key) > 0}
         if not isinstance(criterion, SimpleReconstructionLoss) and self.cfg.loss.w_affine_decay > 0:
-            out["affine_decay"] = self.cfg.loss.w_affine_decay
+            out[TERM_AFFINE_DECAY] = self.cfg.loss.w_affine_decay
         return out
 
     def _dead(self, stage: int, rec: StageRecord) -> list[Finding]:

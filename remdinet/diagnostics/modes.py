@@ -23,7 +23,7 @@ from torch import nn
 from remdinet.fixes import FixSet
 
 from .attribution import attribute
-from .blocks import present_blocks
+from .blocks import block_calls, present_blocks
 from .probes import Probe
 from .report import Finding
 
@@ -70,19 +70,9 @@ def max_difference(a: Any, b: Any) -> float:
 
 def block_inputs(model: nn.Module, x: torch.Tensor) -> tuple[dict, dict[str, tuple]]:
     """Run ``model(x)`` and return its output and the positional inputs of each top-level block."""
-    seen: dict[str, tuple] = {}
-
-    def keep(name: str, args: tuple) -> None:  # a pre-hook that returns a value replaces the args
-        seen.setdefault(name, args)
-
-    handles = [block.register_forward_pre_hook(lambda _m, args, name=name: keep(name, args))
-               for name, block in present_blocks(model).items()]
-    try:
+    with block_calls(model) as (inputs, _outputs):
         out = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return out, seen
+    return out, inputs
 
 
 class ModeMonitor:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from remdinet.config import Config, ConfigError, apply_overrides, resolve
+from remdinet.config import Config, ConfigError, apply_overrides
 from remdinet.data import DataBundle, build_data
 from remdinet.fixes import fixes_of
+from remdinet.resolve import resolve
 from remdinet.train import Callback, Trainer
 
 from .blocks import GradProbe
@@ -146,7 +147,6 @@ def _full_batches(cfg: Config, data: DataBundle) -> Config:
 
 
 def run_doctor(cfg: Config, data: DataBundle | None = None,
-               log: Callable[[str], None] | None = None,
                callbacks: Sequence[Callback] = ()) -> DoctorReport:
     """Train the slice described by ``cfg`` (from :func:`doctor_config`) with the diagnostics
     attached and return the report. ``callbacks`` are the trainer's too (after the doctor's); an
@@ -154,13 +154,13 @@ def run_doctor(cfg: Config, data: DataBundle | None = None,
     start = time.perf_counter()
     fixset = fixes_of(cfg)
     if data is None:
-        data = build_data(cfg, log=log or (lambda _m: None))
+        data = build_data(cfg)
     cfg = _full_batches(cfg, data)
     probes = build_probes(data.val)
     doctor = DoctorCallback(cfg, probes)
     with tempfile.TemporaryDirectory(prefix="remdinet-doctor-") as tmp:
         trainer = Trainer(cfg, data=data, callbacks=[doctor, *callbacks], quiet=True,
-                          run_dir=Path(tmp), log=log)
+                          run_dir=Path(tmp))
         result = trainer.fit()
     findings = doctor.findings()
     info = {"epochs": result.epochs_run, "batches_per_epoch": cfg.training.max_train_batches,

@@ -4,7 +4,7 @@ statistics, table and forest plot of :mod:`.report`.
 
 A variant is a :class:`remdinet.fixes.FixSet` with its label. Its config is
 ``resolve(fix-set overrides + the run's explicit overrides)``, so the pre-fix value of a setting a
-switched-off fix changed applies unless the user set that key explicitly (remdinet.config.resolve).
+switched-off fix changed applies unless the user set that key explicitly (remdinet.resolve.resolve).
 The all-fixes-on and all-fixes-off (pre-fix) variants always run: the deltas are taken against them,
 paired by seed (the same seed is the same initialisation and data order).
 
@@ -14,27 +14,32 @@ finished cell; a changed base config is refused, naming the keys that differ.
 """
 from __future__ import annotations
 
+import logging
 import itertools
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from remdinet.config import Config, ConfigError, resolve
+from remdinet.config import Config, ConfigError
 from remdinet.fixes import FIXES, FixSet, expand
+from remdinet.resolve import resolve
 
 from .doctor import summary_tags, tracked_doctor
 from .engine import (CELL_ATTR, RUN_ATTR, CellJob, Engine, EngineOptions, cell, cell_key,
-                     load_existing)
+                     check_workers, load_existing)
+from .known_bad import announce as announce_known_bad
 from .names import check_name
 from .stats import Paired, stop_reason
 from .report import ablation_chart, ablation_markdown, ablation_table, to_text
 from .tracking import Tracker
+
+_log = logging.getLogger(__name__)
 
 GRIDS = ("leave-one-out", "full", "none")
 EXPERIMENT = "ablations"
@@ -239,7 +244,7 @@ def run_ablation(base: dict[str, Any], variants: Sequence[Variant], name: str, s
                  tracking_uri: str, options: EngineOptions, seeds: Seeds = Seeds(),
                  grid: str = "leave-one-out", reference_psnr: float = REFERENCE_PSNR,
                  band: tuple[float, float] = REFERENCE_BAND, out_dir: str | Path | None = None,
-                 log: Callable[[str], None] = print, doctor: bool = False) -> AblationResult:
+                 doctor: bool = False) -> AblationResult:
     """Run (or resume) the ablation ``name``: every variant x seed a cell of the engine, trained
     by the workers of ``options`` (on this machine, or any machine that joins).
 
@@ -249,15 +254,17 @@ def run_ablation(base: dict[str, Any], variants: Sequence[Variant], name: str, s
     if band[0] > band[1]:
         raise ConfigError(f"--reference-band: low {band[0]} exceeds high {band[1]}")
     check_name(name, "--name")
-    variant_configs(variants, base, seeds.count)
+    announce_known_bad(*variant_configs(variants, base, seeds.count).values())
+    most_seeds = seeds.max_seeds if seeds.until_resolved else seeds.count
+    check_workers(options, None if options.join else len(variants) * most_seeds, "cell(s)")
     pinned = sorted(fix_controlled_keys() & set(base))
     if pinned:
-        log(f"note: the run sets {', '.join(pinned)} explicitly, so those keys keep that value in "
-            f"every variant (the fixes that control them are partly neutralised)")
+        _log.info(f"note: the run sets {', '.join(pinned)} explicitly, so those keys keep that "
+                  f"value in every variant (the fixes that control them are partly neutralised)")
     first = resolve(base).training.seed
     start = time.perf_counter()
-    with Engine(_job(name, base, grid, reference_psnr, band), storage_url, tracking_uri, options,
-                log) as engine:
+    with Engine(_job(name, base, grid, reference_psnr, band), storage_url, tracking_uri,
+                options) as engine:
         before = {cell_key(t.user_attrs) for t in engine.trials((TrialState.COMPLETE,))}
         doctor_tags: dict[str, dict[str, str]] = {}
         if doctor and not options.join:
@@ -266,13 +273,13 @@ def run_ablation(base: dict[str, Any], variants: Sequence[Variant], name: str, s
                                        tags={"ablation.parent_run": engine.parent})
                 doctor_tags[v.label] = summary_tags(found)
                 flagged = found.report.flagged_switches()
-                log(f"doctor {v.label}: {len(found.report.flags)} flag(s)"
-                    + (f" ({', '.join(flagged)})" if flagged else ""))
+                _log.info(f"doctor {v.label}: {len(found.report.flags)} flag(s)"
+                          + (f" ({', '.join(flagged)})" if flagged else ""))
         if not options.join:
             cells = [(v, s) for v in variants for s in range(first, first + seeds.count)]
             added = _enqueue(engine, cells, doctor_tags)
-            log(f"ablation {name}: {len(cells)} cell(s), {len(cells) - added} already there, "
-                f"{engine.pending()} to train")
+            _log.info(f"ablation {name}: {len(cells)} cell(s), {len(cells) - added} already there, "
+                      f"{engine.pending()} to train")
         engine.work()
         stopped: dict[str, str] = {}
         while seeds.until_resolved and engine.signum is None and not options.join:
@@ -280,22 +287,22 @@ def run_ablation(base: dict[str, Any], variants: Sequence[Variant], name: str, s
             todo, stopped = _more_seeds(table, variants, seeds, first)
             if not todo or not _enqueue(engine, todo, doctor_tags):
                 break
-            log(f"adaptive seeds: {len(todo)} more cell(s) for "
-                f"{', '.join(sorted({v.label for v, _ in todo} - {ALL_ON}))}")
+            _log.info(f"adaptive seeds: {len(todo)} more cell(s) for "
+                      f"{', '.join(sorted({v.label for v, _ in todo} - {ALL_ON}))}")
             engine.work()
         if engine.signum is not None:
             # a stopped ablation may lack the cells every variant is compared with: no table yet
-            log(f"ablation {name} stopped: running it again resumes it and builds the table "
-                f"(`remdi-exp ablate show {name}` shows the finished cells)")
+            _log.info(f"ablation {name} stopped: running it again resumes it and builds the table "
+                      f"(`remdi-exp ablate show {name}` shows the finished cells)")
             engine.finish()  # raises Interrupted
         records = cell_records(engine.trials())
         table = _table(records, band, seeds.resolution, stopped or None)
         runs = pd.DataFrame(records)
         seconds = time.perf_counter() - start
         trained = len({(r["variant"], r["seed"]) for r in records} - before)
-        log(to_text(table[[c for c in SHOWN_COLUMNS if c in table.columns]]))
-        log(f"ablation wall time: {seconds:.0f} s ({trained} cell(s) trained now, "
-            f"{len(records)} finished in all)")
+        _log.info(to_text(table[[c for c in SHOWN_COLUMNS if c in table.columns]]))
+        _log.info(f"ablation wall time: {seconds:.0f} s ({trained} cell(s) trained now, "
+                  f"{len(records)} finished in all)")
         engine.tracker.log_metrics(engine.parent, {"wall_seconds": seconds,
                                                    "cells_finished": len(records)},
                                    step=len(records))

@@ -6,10 +6,9 @@ printed as one line, exit code 2; anything else is a bug and propagates with its
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
-import os
 import signal
-import subprocess
 import sys
 from contextlib import contextmanager
 from enum import Enum
@@ -21,39 +20,60 @@ import optuna
 import pandas as pd
 import torch
 import typer
+from rich.console import Console
 
 from remdinet.checkpoint import CheckpointError
-from remdinet.config import ConfigError, parse_set_args, resolve
+from remdinet.config import ConfigError, parse_set_args
 from remdinet.data import LAYOUTS, PAIRING_MODES, DataError
 from remdinet.evaluate import evaluate_folder
 from remdinet.fixes import FIXES, fixes_of
+from remdinet.resolve import resolve
 
 from . import ablate as ablate_mod
+from . import catalog, configcmd
+from . import dashboard as dashboard_mod
+from . import known_bad
 from . import doctor as doctor_mod
 from . import study as study_mod
 from . import verify as verify_mod
 from . import versus as versus_mod
-from .engine import (GRACE_PERIOD, HEARTBEAT_INTERVAL, EngineOptions, WorkersFailed, default_gpus,
-                     default_storage_url, parse_gpus)
+from .engine import (GRACE_PERIOD, HEARTBEAT_INTERVAL, WORKER_MEMORY_MB, WORKERS_PER_CORE,
+                     EngineOptions, WorkersFailed, default_gpus, default_storage_url, parse_gpus)
+from .cli_grammar import App, RootGroup
+from .console import configure as configure_console, progress_to
 from .presets import run_overrides
-from .report import runs_frame, to_markdown, to_text
+from .report import compare_view, rich_table, runs_frame, to_markdown, to_text
 from .resume import resume_train
 from .runs import TRAIN_EXPERIMENT, tracked_run
 from .stores import mask_url
 from .studyspec import load_spec
-from .tracking import Tracker, quiet_loggers, resolve_tracking_uri, ui_command
+from .tracking import (UI_HOST, Tracker, quiet_loggers, resolve_tracking_uri, serve_ui,
+                       ui_command)
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError)
+# config keys that a flag of their own sets: a library error opening with the key names the flag
+KEY_FLAGS = {"data.root": "--data"}
 
-app = typer.Typer(
+
+def _with_flag(message: str) -> str:
+    key, sep, rest = message.partition(": ")
+    return f"{KEY_FLAGS[key]} ({key}): {rest}" if sep and key in KEY_FLAGS else message
+
+app = App(
     name="remdi-exp", no_args_is_help=True, add_completion=False, rich_markup_mode="markdown",
+    cls=RootGroup,
     help="RemDiNet experiments: training, fix ablations, Optuna studies and MLflow tracking. "
-         "Runs are tracked in ./mlruns/ (SQLite + artifacts) unless --tracking-uri says otherwise.")
-study_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown",
-                        help="Optuna studies defined in studies/NAME.toml.")
+         "Runs are tracked in ./mlruns/ (SQLite + artifacts) unless --tracking-uri says otherwise. "
+         "A preset or study NAME is looked up in ./experiments/ or ./studies/ of the working "
+         "directory first, then among the shipped ones (`remdi-exp presets` lists them).")
+study_app = App(no_args_is_help=True, rich_markup_mode="markdown",
+                help="Optuna studies defined in studies/NAME.toml.")
 app.add_typer(study_app, name="study")
-ablate_app = typer.Typer(rich_markup_mode="markdown")
+ablate_app = App(rich_markup_mode="markdown")
 app.add_typer(ablate_app, name="ablate")
+config_app = App(no_args_is_help=True, rich_markup_mode="markdown",
+                 help="The config schema and a run's resolved config.")
+app.add_typer(config_app, name="config")
 
 
 @dataclass
@@ -66,6 +86,19 @@ class Globals:
     def tracker(self) -> Tracker:
         return Tracker(self.tracking_uri)
 
+    def apply(self) -> None:
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        configure_console(self.quiet)
+        if self.quiet:
+            quiet_loggers()
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def update(self, name: str, value) -> None:
+        """A global option given after the subcommand (:mod:`.cli_grammar`)."""
+        setattr(self, name, resolve_tracking_uri(value) if name == "tracking_uri" else value)
+        self.apply()
+
 
 @contextmanager
 def user_errors() -> Iterator[None]:
@@ -74,7 +107,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {_with_flag(str(exc))}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt as exc:
         typer.echo(f"stopped: {str(exc) or type(exc).__name__}", err=True)
@@ -86,10 +119,6 @@ def user_errors() -> Iterator[None]:
 
 def _sets(set_: Optional[List[str]], skip_bad: bool) -> list[str]:
     return [*(set_ or ()), *(["data.skip_bad=true"] if skip_bad else [])]
-
-
-def _echo(quiet: bool):
-    return (lambda _msg: None) if quiet else typer.echo
 
 
 # choices of `evaluate`, as enums so that Typer lists and checks them
@@ -111,6 +140,18 @@ SkipBadOpt = Annotated[bool, typer.Option(
                        "data/skipped.json). Same as --set data.skip_bad=true.")]
 DataOpt = Annotated[Optional[Path], typer.Option(
     "--data", help="Dataset folder (sets data.root); omit for the embedded synthetic set.")]
+DisableFixOpt = Annotated[Optional[List[str]], typer.Option(
+    "--disable-fix", help=f"Fix (or fix.sub switch) to switch off on top of --profile; "
+                          f"repeatable. Fixes: {', '.join(FIXES)}.")]
+ProfileOpt = Annotated[Optional[str], typer.Option(
+    "--profile", help="Fix profile: post_fix (all fixes on, the default), pre_fix (all off) "
+                      "or corrected (all fixes and latent-bug corrections on).")]
+
+
+def _print_version(value: Optional[bool]) -> None:
+    if value:
+        typer.echo(f"remdinet {importlib.metadata.version('remdinet')}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -129,14 +170,14 @@ def main_options(
     threads: Annotated[Optional[int], typer.Option(
         "--threads", min=1, help="CPU threads for torch (default: torch's choice, one per core). "
                                  "On a busy machine 1 thread can be much faster than 2.")] = None,
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the installed remdinet version and exit.")] = None,
 ) -> None:
-    """Global options come before the command: remdi-exp --quiet ablate ..."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    if quiet:
-        quiet_loggers()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    """Global options go before or after the command: remdi-exp --quiet ablate ... and
+    remdi-exp ablate --quiet ... mean the same."""
     ctx.obj = Globals(resolve_tracking_uri(tracking_uri), device, quiet, threads)
+    ctx.obj.apply()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -147,12 +188,15 @@ def train(
     preset: PresetOpt = None,
     set_: SetOpt = None,
     data: DataOpt = None,
+    disable_fix: DisableFixOpt = None,
+    profile: ProfileOpt = None,
     skip_bad: SkipBadOpt = False,
     resume: Annotated[Optional[str], typer.Option(
         "--resume", metavar="RUN_ID|PATH",
         help="Continue a stopped train run (KILLED or FAILED) in the same MLflow run: its run id "
              "(it resumes from RUN_DIR/checkpoints/last.pth) or a checkpoint file of it. The "
-             "config is the checkpoint's: no --preset, --config or --data; --set and --device "
+             "config is the checkpoint's: no --preset, --config, --data, --profile or "
+             "--disable-fix; --set and --device "
              "may change only the device, loader workers, output folder and compile.")] = None,
 ) -> None:
     """Train one model and track it as a run of MLflow experiment 'train' (params = resolved
@@ -164,14 +208,17 @@ def train(
     g: Globals = ctx.obj
     with user_errors():
         if resume is not None:
-            if preset or config or data:
+            if preset or config or data or profile or disable_fix:
                 raise ConfigError("--resume continues with the checkpoint's config: --preset, "
-                                  "--config and --data cannot be given with it")
+                                  "--config, --data, --profile and --disable-fix cannot be given "
+                                  "with it")
             outcome = resume_train(g.tracker(), resume,
                                    run_overrides(None, None, _sets(set_, skip_bad), None, g.device),
                                    quiet=g.quiet)
         else:
-            cfg = resolve(run_overrides(preset, config, _sets(set_, skip_bad), data, g.device))
+            cfg = resolve(run_overrides(preset, config, _sets(set_, skip_bad), data, g.device,
+                                        doctor_mod.fix_overrides(profile, disable_fix or ())))
+            known_bad.announce(cfg)
             tracker = g.tracker()
             exp_id = tracker.experiment_id(TRAIN_EXPERIMENT)
             fixset = fixes_of(cfg)
@@ -230,7 +277,8 @@ StorageOpt = Annotated[Optional[str], typer.Option(
     "--storage", help="Optuna storage URL (any SQLAlchemy RDB URL). Default: "
                       "sqlite:///CWD/mlruns/optuna.db (CWD = the working directory), which serves "
                       "the workers of one machine; with workers on several machines use "
-                      "PostgreSQL: postgresql://USER:PASSWORD@HOST:PORT/DB.")]
+                      "PostgreSQL: postgresql://USER@HOST:PORT/DB (the password from ~/.pgpass or "
+                      "$PGPASSWORD, so that it appears in no command line).")]
 
 
 WorkersOpt = Annotated[Optional[int], typer.Option(
@@ -252,6 +300,10 @@ GraceOpt = Annotated[int, typer.Option(
     "--grace-period", min=2, help="Seconds without a heartbeat after which a running trial counts "
                                   "as dead (worker killed, machine lost): it is failed and "
                                   "retried once, resuming from its last checkpoint.")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help=f"Start the --workers even when they are more than this machine's cores "
+                    f"(over {WORKERS_PER_CORE} per core) or memory (about {WORKER_MEMORY_MB} MB "
+                    f"each) suit.")]
 
 
 def _engine_options(g: Globals, workers: Optional[int], gpus: Optional[str], workers_per_gpu: int,
@@ -320,6 +372,7 @@ def ablate(
     join: JoinOpt = False,
     heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
     grace_period: GraceOpt = GRACE_PERIOD,
+    force: ForceOpt = False,
     keep_checkpoints: Annotated[bool, typer.Option(
         "--keep-checkpoints/--no-keep-checkpoints", help="Keep each cell's checkpoints (its "
                                                          "best model) after it finishes.")
@@ -337,7 +390,7 @@ def ablate(
     with user_errors():
         variants = ablate_mod.build_variants(disable_fix or (), grid, include_corrected)
         base = run_overrides(preset, config, _sets(set_, skip_bad), data, g.device)
-        options = _engine_options(g, workers, gpus, workers_per_gpu, join=join,
+        options = _engine_options(g, workers, gpus, workers_per_gpu, join=join, force=force,
                                   heartbeat_interval=heartbeat_interval,
                                   grace_period=grace_period, keep_checkpoints=keep_checkpoints)
         plan = ablate_mod.Seeds(seeds, until_resolved, max_seeds, resolution)
@@ -345,8 +398,7 @@ def ablate(
                                                  include_corrected)
         url = storage or default_storage_url(g.tracking_uri)
         result = ablate_mod.run_ablation(base, variants, label, url, g.tracking_uri, options, plan,
-                                         grid, reference_psnr, band, out, log=typer.echo,
-                                         doctor=doctor)
+                                         grid, reference_psnr, band, out, doctor=doctor)
     typer.echo(f"ablation {result.name}: parent run {result.parent_run_id} (experiment "
                f"'{ablate_mod.EXPERIMENT}')")
 
@@ -385,12 +437,9 @@ def doctor(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     data: DataOpt = None,
-    disable_fix: Annotated[Optional[List[str]], typer.Option(
-        "--disable-fix", help=f"Fix (or fix.sub switch) to switch off on top of --profile; "
-                              f"repeatable. Fixes: {', '.join(FIXES)}.")] = None,
-    profile: Annotated[Optional[str], typer.Option(
-        "--profile", help="Fix profile: post_fix (all fixes on, the default), pre_fix (all off) "
-                          "or corrected (all fixes and latent-bug corrections on).")] = None,
+    disable_fix: DisableFixOpt = None,
+    profile: ProfileOpt = None,
+    skip_bad: SkipBadOpt = False,
     json_: Annotated[bool, typer.Option(
         "--json", help="Print the JSON report to stdout instead of the table.")] = False,
 ) -> None:
@@ -401,12 +450,12 @@ def doctor(
     experiment 'doctor' (doctor.json artifact, tags doctor.flags / doctor.flagged).
     Exit code 0: nothing flagged; 1: something flagged; 2: bad input."""
     g: Globals = ctx.obj
-    log = None if g.quiet else (lambda msg: typer.echo(msg, err=True))
+    progress_to("stderr")  # stdout is the report's (--json)
     with user_errors():
         base = run_overrides(preset, config, (), data, g.device)
-        explicit = {**parse_set_args(set_ or ()),
+        explicit = {**parse_set_args(_sets(set_, skip_bad)),
                     **doctor_mod.fix_overrides(profile, disable_fix or ())}
-        outcome = doctor_mod.tracked_doctor(g.tracker(), base, explicit, log=log)
+        outcome = doctor_mod.tracked_doctor(g.tracker(), base, explicit)
     report = outcome.report
     if json_:
         typer.echo(json.dumps({**report.to_dict(), "run_id": outcome.run_id}, indent=2))
@@ -431,11 +480,17 @@ def study_run(
         "--timeout", help="Stop starting trials after this many seconds (default: [study] "
                           "timeout).")] = None,
     preset: PresetOpt = None,
+    config: ConfigOpt = None,
     set_: SetOpt = None,
     data: DataOpt = None,
     export: Annotated[Optional[Path], typer.Option(
         "--export", help="Write the best trial's full config TOML here (with --verify-top: the "
                          "verified winner's, if any).")] = None,
+    pick: Annotated[Optional[str], typer.Option(
+        "--pick", metavar="METRIC", help="Multi-objective study: the objective (psnr, ssim, "
+                                         "ms_ssim) whose best trial on the Pareto front "
+                                         "--export writes; required with --export there.")
+    ] = None,
     keep_checkpoints: Annotated[bool, typer.Option(
         "--keep-checkpoints", help="Keep every trial's checkpoint files (default: deleted after "
                                    "the trial; the best config is exported instead).")] = False,
@@ -449,6 +504,7 @@ def study_run(
     join: JoinOpt = False,
     heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
     grace_period: GraceOpt = GRACE_PERIOD,
+    force: ForceOpt = False,
     verify_top: Annotated[int, typer.Option(
         "--verify-top", min=0, help="Afterwards retrain the K best trials and the baseline on "
                                     "--verify-seeds fresh seeds (`study verify`).")] = 0,
@@ -465,15 +521,16 @@ def study_run(
     grace period; the command then exits 1."""
     g: Globals = ctx.obj
     with user_errors():
-        overrides = run_overrides(None, None, _sets(set_, skip_bad), data, g.device)
+        overrides = run_overrides(None, config, _sets(set_, skip_bad), data, g.device)
         spec = load_spec(name, preset=preset, overrides=overrides)
         options = _engine_options(g, workers, gpus, workers_per_gpu, join=join, timeout=timeout,
+                                  force=force,
                                   heartbeat_interval=heartbeat_interval,
                                   grace_period=grace_period, keep_checkpoints=keep_checkpoints,
                                   doctor=doctor)
         url = storage or default_storage_url(g.tracking_uri)
         outcome = study_mod.run_study(spec, url, g.tracking_uri, options, n_trials=n_trials,
-                                      export=None if verify_top else export, log=typer.echo)
+                                      export=None if verify_top else export, pick=pick)
         typer.echo(f"study {outcome.name}: parent run {outcome.parent_run_id} (experiment "
                    f"'{outcome.name}'), {len(outcome.trials)} trial(s) in total")
         if verify_top:
@@ -485,7 +542,7 @@ def _verify(spec, storage_url: str, g: Globals, options: EngineOptions, top: int
     verify_options = EngineOptions(**{**options.__dict__, "join": False, "timeout": None,
                                       "doctor": False})
     result = verify_mod.verify_study(spec, storage_url, g.tracking_uri, verify_options, top,
-                                     seeds, export, log=typer.echo)
+                                     seeds, export)
     typer.echo(f"verification {result.name}: parent run {result.parent_run_id}")
 
 
@@ -509,6 +566,7 @@ def study_verify(
     workers_per_gpu: WorkersPerGpuOpt = 1,
     heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
     grace_period: GraceOpt = GRACE_PERIOD,
+    force: ForceOpt = False,
 ) -> None:
     """Retrain the study's baseline and its K best trials on N fresh seeds as paired cells;
     print each candidate's Δ vs the baseline with its 95 % interval, Holm p and verdict. Running
@@ -517,7 +575,7 @@ def study_verify(
     with user_errors():
         overrides = run_overrides(None, None, _sets(set_, False), data, g.device)
         spec = load_spec(name, preset=preset, overrides=overrides)
-        options = _engine_options(g, workers, gpus, workers_per_gpu,
+        options = _engine_options(g, workers, gpus, workers_per_gpu, force=force,
                                   heartbeat_interval=heartbeat_interval, grace_period=grace_period)
         _verify(spec, storage or default_storage_url(g.tracking_uri), g, options, top, seeds,
                 export)
@@ -559,6 +617,7 @@ def versus(
     workers_per_gpu: WorkersPerGpuOpt = 1,
     heartbeat_interval: HeartbeatOpt = HEARTBEAT_INTERVAL,
     grace_period: GraceOpt = GRACE_PERIOD,
+    force: ForceOpt = False,
     keep_checkpoints: Annotated[bool, typer.Option(
         "--keep-checkpoints", help="Keep each cell's checkpoints (default: deleted when the cell "
                                    "ends), e.g. to evaluate or show the models afterwards.")] = False,
@@ -570,11 +629,11 @@ def versus(
     with user_errors():
         sets = _sets(set_, False)
         parsed = [versus_mod.parse_contender(c, sets, data, g.device) for c in contenders]
-        options = _engine_options(g, workers, gpus, workers_per_gpu,
+        options = _engine_options(g, workers, gpus, workers_per_gpu, force=force,
                                   heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                                   keep_checkpoints=keep_checkpoints)
         result = versus_mod.run_versus(parsed, seeds, storage or default_storage_url(g.tracking_uri),
-                                       g.tracking_uri, options, name, log=typer.echo)
+                                       g.tracking_uri, options, name)
     typer.echo(f"versus {result.name}: parent run {result.parent_run_id} "
                f"({result.seconds:.0f} s)")
 
@@ -613,11 +672,25 @@ def compare(
         "--filter-tag", help="Keep runs whose tag KEY equals VALUE (KEY=VALUE); repeatable.")
     ] = None,
     params: Annotated[bool, typer.Option(
-        "--params/--no-params", help="Include the params.* columns (the full config) in --out.")
+        "--params/--no-params", help="Include the params.* columns (the full config) in --out, "
+                                     "and those that differ between the runs in the table.")
     ] = True,
+    columns: Annotated[Optional[str], typer.Option(
+        "--columns", metavar="NAME,NAME,...",
+        help="Show these columns, in this order (exact names, as in the header of --out FILE.csv: "
+             "run_name, tags.variant, params.training.seed, metrics.final_psnr, ...); with --out "
+             "the file holds them too. Default: run name, status, the params that differ between "
+             "the runs, final/best/last val PSNR and SSIM, epochs run, run id.")] = None,
+    sort: Annotated[Optional[str], typer.Option(
+        "--sort", metavar="[-]COLUMN",
+        help="Order the runs by COLUMN, ascending; a leading - sorts descending "
+             "(--sort -metrics.final_psnr: best first). Missing values go last.")] = None,
     out: OutOpt = None,
 ) -> None:
-    """Runs of an MLflow experiment as a table (tags, metrics; params in --out)."""
+    """Runs of an MLflow experiment as a table: a terminal table on a terminal, plain text
+    otherwise; --out writes every column (tags, params, metrics) unless --columns picks some. Runs
+    left RUNNING by a process that is gone are closed KILLED first (unless the store is
+    read-only)."""
     g: Globals = ctx.obj
     with user_errors():
         tracker = Tracker(g.tracking_uri, writes=False)
@@ -630,25 +703,97 @@ def compare(
         runs = tracker.client.search_runs([exp.experiment_id],
                                           filter_string=_tag_filter(filter_tag or []),
                                           max_results=50_000)
-        table = runs_frame(runs, include_params=params)
-        _write_table(table, out)
+        table, shown = compare_view(runs_frame(runs, include_params=params), columns, sort)
+        _write_table(table[shown] if columns else table, out)
+    if table.empty and filter_tag:
+        # like grep: a filter that matches nothing is exit 1, so that scripts notice a typo
+        typer.echo(f"error: no run of experiment {experiment!r} matches --filter-tag "
+                   f"{' '.join(filter_tag)}", err=True)
+        raise typer.Exit(1)
     if table.empty:
         typer.echo("no runs")
         return
-    typer.echo(to_text(table[[c for c in table.columns if not c.startswith("params.")]], ".4f"))
+    console = Console()
+    if console.is_terminal:
+        console.print(rich_table(table[shown]))
+    else:
+        typer.echo(to_text(table[shown], ".4f"))
 
 
 @app.command()
 def ui(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 5000,
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 5000,
+    host: Annotated[str, typer.Option(
+        "--host", help="Address to bind: 127.0.0.1 (this machine only), or 0.0.0.0 to serve the "
+                       "network (anyone who reaches the port sees and can change the runs).")
+    ] = UI_HOST,
 ) -> None:
-    """Start the MLflow UI on 127.0.0.1 over the project's tracking store (foreground; Ctrl-C
-    stops it)."""
+    """Start the MLflow UI over the project's tracking store (foreground; Ctrl-C stops it and
+    every process it started). Runs left RUNNING by a process that is gone are closed KILLED
+    first."""
     g: Globals = ctx.obj
-    cmd, env = ui_command(g.tracking_uri, port)
-    typer.echo(f"MLflow UI at http://127.0.0.1:{port} over {mask_url(g.tracking_uri)}")
-    raise typer.Exit(subprocess.run(cmd, env={**os.environ, **env}, check=False).returncode)
+    with user_errors():
+        Tracker(g.tracking_uri, writes=False)  # checks the store; closes abandoned runs
+    cmd, env = ui_command(g.tracking_uri, port, host)
+    typer.echo(f"MLflow UI at http://{host}:{port} over {mask_url(g.tracking_uri)}")
+    raise typer.Exit(serve_ui(cmd, env))
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    storage: StorageOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8080,
+) -> None:
+    """Start optuna-dashboard over the project's Optuna storage (studies, ablations and
+    verifications; foreground, Ctrl-C stops it). Needs the optional extra:
+    pip install 'remdinet[dashboard]'."""
+    g: Globals = ctx.obj
+    with user_errors():
+        dashboard_mod.serve(storage or default_storage_url(g.tracking_uri), host, port)
+
+
+@app.command()
+def presets() -> None:
+    """List the presets (--preset NAME) and study spaces (study run NAME) with their
+    descriptions. Files in ./experiments/ and ./studies/ of the working directory override the
+    shipped ones of the same name."""
+    console = Console()
+    with user_errors():
+        for kind in catalog.KINDS:
+            console.print(catalog.table(kind))
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    data: DataOpt = None,
+    disable_fix: DisableFixOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Print the resolved config (every key) as TOML, exactly as `train` would resolve these
+    options: save it and pass it back with `train --config FILE`."""
+    g: Globals = ctx.obj
+    with user_errors():
+        overrides = run_overrides(preset, config, set_ or (), data, g.device,
+                                  doctor_mod.fix_overrides(profile, disable_fix or ()))
+        typer.echo(configcmd.resolved_toml(overrides), nl=False)
+
+
+@config_app.command("keys")
+def config_keys(
+    section: Annotated[Optional[str], typer.Argument(
+        metavar="[SECTION]", help="Only this section's keys (e.g. training, clamps).")] = None,
+) -> None:
+    """List every config key (section.key, as --set and study spaces address it) with its type,
+    allowed values, default and doc."""
+    with user_errors():
+        Console().print(configcmd.keys_table(section))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ a contest again trains only what is missing.
 """
 from __future__ import annotations
 
+import logging
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -16,9 +17,11 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from .ablate import cell_records
-from .engine import CELL_ATTR, CellJob, Engine, EngineOptions, cell, cell_key
+from .engine import CELL_ATTR, CellJob, Engine, EngineOptions, cell, cell_key, check_workers
 from .report import ablation_markdown, ablation_table, to_text
 from .tracking import Tracker
+
+_log = logging.getLogger(__name__)
 
 NO_PRE_FIX = "(none)"  # a contest has no pre-fix variant
 SSIM_RESOLUTION = 0.002
@@ -36,7 +39,7 @@ class Entry:
 
 
 def run_contest(job: CellJob, entries: Sequence[Entry], seeds: Sequence[int], storage_url: str,
-                tracking_uri: str, options: EngineOptions, log: Callable[[str], None],
+                tracking_uri: str, options: EngineOptions,
                 artifact: str, conclude: Callable[[pd.DataFrame, Tracker, str], None] | None = None
                 ) -> tuple[pd.DataFrame, str]:
     """Train every missing (entry, seed) cell and return the table (one row per entry, the first
@@ -44,7 +47,8 @@ def run_contest(job: CellJob, entries: Sequence[Entry], seeds: Sequence[int], st
     parent run (its description, ``<artifact>/<artifact>.csv`` and an MLflow table); ``conclude`` adds
     what the caller draws from it while the store is still open."""
     labels = [e.label for e in entries]
-    with Engine(job, storage_url, tracking_uri, options, log) as engine:
+    check_workers(options, len(entries) * len(seeds), "cell(s)")
+    with Engine(job, storage_url, tracking_uri, options) as engine:
         present = {cell_key(t.user_attrs) for t in engine.trials(
             (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))}
         for e in entries:
@@ -54,15 +58,15 @@ def run_contest(job: CellJob, entries: Sequence[Entry], seeds: Sequence[int], st
                 tags = {"variant": e.label, "disabled": json.dumps(e.overrides, sort_keys=True,
                                                                    default=str), **e.tags}
                 engine.enqueue(user_attrs={CELL_ATTR: cell(e.label, seed, e.overrides, tags)})
-        log(f"{job.kind} {job.name}: {len(entries)} candidate(s) x {len(seeds)} seed(s), "
-            f"{engine.pending()} cell(s) to train")
+        _log.info(f"{job.kind} {job.name}: {len(entries)} candidate(s) x {len(seeds)} seed(s), "
+                  f"{engine.pending()} cell(s) to train")
         engine.work()
         records = [r for r in cell_records(engine.trials())
                    if r["variant"] in labels and r["seed"] in set(seeds)]
         table = ablation_table(records, (float("-inf"), float("inf")), labels[0], NO_PRE_FIX,
                                ssim_resolution=SSIM_RESOLUTION)
         table = table.rename(columns={"variant": "candidate", "disabled": "params"})
-        log(to_text(table[SHOWN]))
+        _log.info(to_text(table[SHOWN]))
         markdown = ablation_markdown(table.rename(columns={"candidate": "variant"}))
         engine.tracker.set_tags(engine.parent, {"mlflow.note.content": markdown})
         engine.tracker.log_text(engine.parent, table.to_csv(index=False),

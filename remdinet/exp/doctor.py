@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from remdinet.config import ConfigError
+from remdinet.config import ConfigError, did_you_mean
 from remdinet.data import build_data
 from remdinet.diagnostics import DoctorReport, doctor_config, run_doctor
 from remdinet.fixes import PROFILES, expand, fixes_of
-from remdinet.training.device import resolve_device
+from remdinet.train import resolve_device
 
 from .stopping import StopAtEpochEnd, StopRequest
 from .tracking import Tracker
@@ -36,7 +36,8 @@ def fix_overrides(profile: str | None, disable: Sequence[str]) -> dict[str, Any]
     out: dict[str, Any] = {}
     if profile is not None:
         if profile not in PROFILES:
-            raise ConfigError(f"unknown --profile {profile!r}; valid: {', '.join(PROFILES)}")
+            raise ConfigError(f"unknown --profile {profile!r}{did_you_mean(profile, PROFILES) or ';'}"
+                              f" valid: {', '.join(PROFILES)}")
         out["fixes.profile"] = profile
     if disable:
         for name in disable:
@@ -46,8 +47,7 @@ def fix_overrides(profile: str | None, disable: Sequence[str]) -> dict[str, Any]
 
 
 def tracked_doctor(tracker: Tracker, overrides: dict[str, Any], explicit: dict[str, Any] | None = None,
-                   tags: dict[str, Any] | None = None,
-                   log: Callable[[str], None] | None = None) -> DoctorOutcome:
+                   tags: dict[str, Any] | None = None) -> DoctorOutcome:
     """Run the doctor slice of ``overrides`` (+ ``explicit`` ``--set`` items, which win over the
     slice schedule) inside a run of experiment ``doctor``; the run ends FINISHED whatever the
     findings (the flags are the result, not a failure). The first SIGINT/SIGTERM stops the slice
@@ -56,13 +56,13 @@ def tracked_doctor(tracker: Tracker, overrides: dict[str, Any], explicit: dict[s
     fixset = fixes_of(cfg)
     # input errors are found before the run exists, so that they leave no FAILED run behind
     resolve_device(cfg.training.device)
-    data = build_data(cfg, log=log or (lambda _msg: None))
+    data = build_data(cfg)
     exp_id = tracker.experiment_id(EXPERIMENT)
     run_tags = {**fixset.tags(), "variant": fixset.label(), **(tags or {})}
     with StopRequest() as stop, \
             tracker.active_run(exp_id, f"doctor {fixset.label()}", run_tags) as run_id:
         tracker.log_params(run_id, cfg.to_flat())
-        report = run_doctor(cfg, data=data, log=log, callbacks=[StopAtEpochEnd(stop)])
+        report = run_doctor(cfg, data=data, callbacks=[StopAtEpochEnd(stop)])
         tracker.set_tags(run_id, report.summary())
         tracker.log_metrics(run_id, {"doctor_flags": len(report.flags),
                                      "doctor_seconds": report.info["seconds"]})

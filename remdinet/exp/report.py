@@ -12,6 +12,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from rich.markup import escape
+from rich.table import Table
+
+from remdinet.errors import ConfigError, did_you_mean
+from remdinet.train import metric_names
 
 from .stats import Paired, holm, paired, verdict
 
@@ -108,10 +113,14 @@ def ablation_markdown(table: pd.DataFrame) -> str:
     return head + to_markdown(table[[c for c in ABLATION_SUMMARY_COLUMNS if c in table.columns]])
 
 
-def _cell(value: Any, floatfmt: str) -> str:
+def _text(value: Any, floatfmt: str) -> str:
     if isinstance(value, (float, np.floating)):
         return "–" if math.isnan(value) else format(float(value), floatfmt)
-    return str(value).replace("|", "\\|")
+    return str(value)
+
+
+def _cell(value: Any, floatfmt: str) -> str:
+    return _text(value, floatfmt).replace("|", "\\|")
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
@@ -227,3 +236,61 @@ def runs_frame(runs: Iterable[Any], include_params: bool = True) -> pd.DataFrame
         row.update({f"metrics.{k}": v for k, v in sorted(run.data.metrics.items())})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# the run-level results a train run logs at its end (runs.py), then the last validation's
+COMPARE_METRICS = tuple(f"metrics.{m}" for m in (
+    "final_psnr", "final_ssim", "best_val_psnr", "best_val_ssim", metric_names.VAL_PSNR,
+    metric_names.VAL_SSIM, "epochs_run"))
+
+
+def compare_columns(table: pd.DataFrame) -> list[str]:
+    """The default columns of ``compare``: run name and status, the params whose value differs
+    between the runs (what a study searched, what an ablation switched), the run-level metrics
+    present, and the run id last (what ``train --resume`` takes)."""
+    differing = [c for c in table.columns
+                 if c.startswith("params.") and table[c].nunique(dropna=True) > 1]
+    return [c for c in ("run_name", "status", *differing, *COMPARE_METRICS, "run_id")
+            if c in table.columns]
+
+
+def _known(table: pd.DataFrame, name: str, option: str) -> str:
+    if name not in table.columns:
+        raise ConfigError(f"{option}: unknown column {name!r}"
+                          f"{did_you_mean(name, map(str, table.columns))}")
+    return name
+
+
+def _sort_key(values: pd.Series) -> pd.Series:
+    # MLflow stores params as text: "0.25" < "0.1" as text, so numbers sort as numbers
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers if numbers.notna().sum() == values.notna().sum() else values
+
+
+def compare_view(table: pd.DataFrame, columns: str | None = None, sort: str | None = None
+                 ) -> tuple[pd.DataFrame, list[str]]:
+    """``table`` (of :func:`runs_frame`) sorted by ``sort`` (a column name, ascending; ``-NAME``
+    descending; missing values last, ties in MLflow's order) and the columns to show: the
+    comma-separated exact names of ``columns`` in that order, else :func:`compare_columns`. An
+    unknown name is a :class:`ConfigError` naming the closest column. No runs: nothing to check."""
+    if table.empty:
+        return table, list(table.columns)
+    if sort:
+        name = _known(table, sort.removeprefix("-"), "--sort")
+        table = table.sort_values(name, ascending=not sort.startswith("-"), kind="stable",
+                                  na_position="last", key=_sort_key, ignore_index=True)
+    names = [n.strip() for n in (columns or "").split(",") if n.strip()]
+    shown = [_known(table, n, "--columns") for n in names] or compare_columns(table)
+    return table, shown
+
+
+def rich_table(df: pd.DataFrame, floatfmt: str = ".4f") -> Table:
+    """``df`` as a terminal table: numbers right-aligned, floats with ``floatfmt``, long cells
+    folded rather than cut."""
+    out = Table(header_style="bold", show_edge=False)
+    for column in df.columns:
+        out.add_column(escape(str(column)), overflow="fold",
+                       justify="right" if pd.api.types.is_numeric_dtype(df[column]) else "left")
+    for row in df.itertuples(index=False):
+        out.add_row(*(escape(_text(v, floatfmt)) for v in row))
+    return out

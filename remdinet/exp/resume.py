@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from remdinet.checkpoint import load_checkpoint
-from remdinet.config import ConfigError, resolve
-from remdinet.training.trainer import RUNTIME_KEYS
+from remdinet.config import ConfigError
+from remdinet.resolve import resolve
+from remdinet.train import RUNTIME_KEYS
 
 from .owner import OWNER_TAG
 from .runs import RUN_RECORD, TRAIN_EXPERIMENT, RunOutcome, continued_run
@@ -36,7 +37,11 @@ def recorded_run(checkpoint: Path) -> str:
     if not record.is_file():
         raise ConfigError(f"--resume {checkpoint}: {record} is missing, so the MLflow run of this "
                           f"checkpoint is unknown (`remdi-exp train` writes it when a run starts)")
-    return json.loads(record.read_text(encoding="utf-8"))["run_id"]
+    try:
+        return str(json.loads(record.read_text(encoding="utf-8"))["run_id"])
+    except (ValueError, KeyError, TypeError):  # not JSON, or JSON without a run id
+        raise ConfigError(f"--resume {checkpoint}: {record} is not the run record that `remdi-exp "
+                          f"train` writes ({{\"run_id\": ...}})") from None
 
 
 def stopped_run(tracker: Tracker, run_id: str) -> Run:
@@ -65,6 +70,9 @@ def stopped_run(tracker: Tracker, run_id: str) -> Run:
 def resume_point(tracker: Tracker, target: str) -> tuple[str, Path]:
     """``(run id, checkpoint)`` of ``--resume target``: a checkpoint file or a run id."""
     path = Path(target)
+    if path.is_dir():
+        raise ConfigError(f"--resume {target}: a folder, not a checkpoint file; give its "
+                          f"checkpoints/last.pth or the run id")
     if path.is_file():
         return stopped_run(tracker, recorded_run(path)).info.run_id, path
     if not RUN_ID.fullmatch(target):
@@ -80,8 +88,8 @@ def resume_point(tracker: Tracker, target: str) -> tuple[str, Path]:
     return target, checkpoint
 
 
-def resume_train(tracker: Tracker, target: str, runtime: dict[str, Any], quiet: bool = False,
-                 log: Callable[[str], None] | None = None) -> RunOutcome:
+def resume_train(tracker: Tracker, target: str, runtime: dict[str, Any], quiet: bool = False
+                 ) -> RunOutcome:
     """Continue the run of ``--resume target`` with the checkpoint's config + ``runtime``
     overrides, in the same MLflow run (:func:`.runs.continued_run`)."""
     # refused here, not by the trainer, so that the stopped run is not reopened only to fail
@@ -91,4 +99,4 @@ def resume_train(tracker: Tracker, target: str, runtime: dict[str, Any], quiet: 
                           f"{', '.join(sorted(RUNTIME_KEYS))} may be set, not {', '.join(other)}")
     run_id, checkpoint = resume_point(tracker, target)
     cfg = resolve({**load_checkpoint(checkpoint)["config"], **runtime})
-    return continued_run(tracker, run_id, cfg, checkpoint, quiet=quiet, log=log)
+    return continued_run(tracker, run_id, cfg, checkpoint, quiet=quiet)

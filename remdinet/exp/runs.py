@@ -15,26 +15,29 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
+import pandas as pd
 import torch
 
 from remdinet.checkpoint import load_checkpoint, load_model
 from remdinet.colour import denormalize
 from remdinet.config import Config
 from remdinet.data import DataBundle, build_data
+from remdinet.model.image import ImageEnhancer
 from remdinet.paths import writable_dir
-from remdinet.train import Callback, Trainer, TrainResult
-from remdinet.training.device import resolve_device
+from remdinet.train import Callback, Trainer, TrainResult, metric_names, resolve_device
 
 from .report import sample_grid
 from .stopping import StopAtEpochEnd, StopRequest
 from .tracking import MlflowCallback, Tracker
 
-FINAL_KEYS = {"val_psnr": "final_psnr", "val_ssim": "final_ssim", "val_ms_ssim": "final_ms_ssim"}
+FINAL_KEYS = {metric_names.VAL_PSNR: "final_psnr", metric_names.VAL_SSIM: "final_ssim",
+              metric_names.VAL_MS_SSIM: "final_ms_ssim"}
 SAMPLE_IMAGES = 3
 RUN_RECORD = "mlflow_run.json"  # in the run folder: {"run_id": ...}
 TRAIN_EXPERIMENT = "train"  # the MLflow experiment of `remdi-exp train`
+BEST_TAG = "best_checkpoint"  # the run's best checkpoint file, while it exists
 
 
 @dataclass
@@ -65,8 +68,8 @@ class SelectedEpoch(Callback):
         if self.epoch is None:
             chosen = result.final_metrics
         else:
-            chosen = next(h for h in result.history if h["epoch"] == self.epoch)
-        if "val_psnr" not in chosen:
+            chosen = next(h for h in result.history if h[metric_names.EPOCH] == self.epoch)
+        if metric_names.VAL_PSNR not in chosen:
             raise RuntimeError(f"run {result.run_dir}: no validation epoch, so no final metrics")
         return {name: float(chosen[key]) for key, name in FINAL_KEYS.items() if key in chosen}
 
@@ -98,10 +101,12 @@ class ResumedHistory(Callback):
     def on_train_start(self, trainer: Any) -> None:
         if not trainer.history:
             return
-        logged = {m.step for m in self.tracker.client.get_metric_history(self.run_id, "epoch")}
+        logged = {m.step for m in self.tracker.client.get_metric_history(self.run_id,
+                                                                           metric_names.EPOCH)}
         for metrics in trainer.history:
-            if int(metrics["epoch"]) not in logged:
-                self.tracker.log_metrics(self.run_id, metrics, step=int(metrics["epoch"]))
+            epoch = int(metrics[metric_names.EPOCH])
+            if epoch not in logged:
+                self.tracker.log_metrics(self.run_id, metrics, step=epoch)
 
 
 def sample_rows(checkpoint: Path, dataset: Any, device: torch.device, n: int = SAMPLE_IMAGES
@@ -121,9 +126,14 @@ def sample_rows(checkpoint: Path, dataset: Any, device: torch.device, n: int = S
 def log_data_info(tracker: Tracker, run_id: str, info: dict[str, Any]) -> None:
     """Image counts as metrics ``data.train_images``, ``data.val_images``, ``data.skipped`` (the
     files ``data.skip_bad`` left out), ``data.unused_gt``; the skipped files and reasons as
-    ``data/skipped.json``, the ground-truth files no image pairs with as ``data/unused_gt.json``."""
+    ``data/skipped.json``, the ground-truth files no image pairs with as ``data/unused_gt.json``.
+    The file list (split, file) is the run's MLflow dataset input, named ``LAYOUT:FOLDER``."""
     counts = info["counts"]
     unused = info.get("unused_gt", [])
+    files = pd.DataFrame([{"split": split, "file": name} for split in ("train", "val")
+                          for name in info["split"][split]])
+    tracker.log_dataset(run_id, files, f"{info['layout']}:{Path(info['root']).name}",
+                        info["root"], "train")
     tracker.log_metrics(run_id, {"data.train_images": counts["train"],
                                  "data.val_images": counts["val"],
                                  "data.skipped": counts["skipped"],
@@ -138,9 +148,9 @@ def log_data_info(tracker: Tracker, run_id: str, info: dict[str, Any]) -> None:
 
 def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
                  callbacks: Iterable[Callback] = (), run_dir: str | Path | None = None,
-                 quiet: bool = False, log: Callable[[str], None] | None = None,
-                 samples: int = SAMPLE_IMAGES, resume: str | Path | None = None,
-                 continued: bool = False, data: DataBundle | None = None) -> RunOutcome:
+                 quiet: bool = False, samples: int = SAMPLE_IMAGES, resume: str | Path | None = None,
+                 continued: bool = False, data: DataBundle | None = None,
+                 model: bool = True) -> RunOutcome:
     """Train ``cfg`` and log everything into the open run ``run_id``; the caller terminates it.
 
     ``tracker`` None trains without any tracking (the baseline for measuring its overhead).
@@ -150,7 +160,9 @@ def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
     is the one that wrote ``resume`` and holds its params and data counts already (MLflow params
     cannot change, and a runtime key such as the device may).
     The data set (``data``, or built from ``cfg``) and its skipped files are logged before
-    training (:func:`log_data_info`).
+    training (:func:`log_data_info`). Afterwards the run's description states its final metrics
+    and, with ``model``, the best checkpoint is logged as an MLflow PyTorch model
+    (:func:`log_best_model`).
     """
     start = time.perf_counter()
     selected = SelectedEpoch()
@@ -159,7 +171,7 @@ def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
     if tracker is not None and not continued:
         tracker.log_params(run_id, cfg.to_flat())
     trainer = Trainer(cfg, data=data, callbacks=[*extra, selected, *callbacks], quiet=quiet,
-                      run_dir=run_dir, log=log)
+                      run_dir=run_dir)
     if tracker is not None:
         if not continued:
             log_data_info(tracker, run_id, trainer.data.info)
@@ -170,7 +182,7 @@ def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
         tracker.log_metrics(run_id, {**final, "best_val_psnr": result.best_val_psnr,
                                      "best_val_ssim": result.best_val_ssim,
                                      "epochs_run": result.epochs_run}, step=result.epochs_run - 1)
-        tracker.set_tags(run_id, {"best_checkpoint": str(result.best_checkpoint),
+        tracker.set_tags(run_id, {BEST_TAG: str(result.best_checkpoint),
                                   "selected_epoch": "last" if selected.epoch is None
                                   else str(selected.epoch),
                                   "stopped_early": str(result.stopped_early).lower()})
@@ -178,7 +190,30 @@ def train_in_run(tracker: Tracker | None, run_id: str | None, cfg: Config,
         if samples:
             rows = sample_rows(result.best_checkpoint, trainer.data.val, trainer.device, samples)
             tracker.log_figure(run_id, sample_grid(rows), "samples/grid.png")
+        uri = log_best_model(tracker, run_id, result.best_checkpoint) if model else None
+        tracker.describe(run_id, describe_run(final, result, selected.epoch, uri))
     return RunOutcome(run_id, result, final, time.perf_counter() - start)
+
+
+def log_best_model(tracker: Tracker, run_id: str, checkpoint: Path) -> str:
+    """The checkpoint's model, as an image-to-image module on the CPU (:class:`ImageEnhancer`:
+    [0, 1] image in, enhanced image out), as the run's MLflow model; returns its URI."""
+    net, cfg = load_model(checkpoint, device="cpu")
+    return tracker.log_model(run_id, ImageEnhancer(net), cfg.to_flat())
+
+
+def describe_run(final: dict[str, float], result: TrainResult, epoch: int | None,
+                 model_uri: str | None) -> str:
+    """The run's Overview description (Markdown): final metrics, the epoch they are from, the
+    model."""
+    metrics = ", ".join(f"{k} **{v:.4f}**" for k, v in final.items())
+    where = "the last validation epoch" if epoch is None else f"epoch {epoch}"
+    text = (f"{metrics} ({where}, {result.best_checkpoint.name}; {result.epochs_run} epoch(s)"
+            f"{', stopped early' if result.stopped_early else ''}).")
+    if model_uri is not None:
+        text += f"\n\nModel: `{model_uri}` (`mlflow.pytorch.load_model`: a [0, 1] image in, the " \
+                f"enhanced image out)."
+    return text
 
 
 def check_run_inputs(cfg: Config) -> None:
@@ -190,8 +225,7 @@ def check_run_inputs(cfg: Config) -> None:
 
 def tracked_run(tracker: Tracker, experiment_id: str, cfg: Config, run_name: str,
                 tags: dict[str, Any], parent_run_id: str | None = None,
-                run_dir_root: str | Path | None = None, quiet: bool = False,
-                log: Callable[[str], None] | None = None) -> RunOutcome:
+                run_dir_root: str | Path | None = None, quiet: bool = False) -> RunOutcome:
     """A complete run: created, trained and terminated (FINISHED / FAILED / KILLED).
 
     ``run_dir_root``: the trainer's folder is ``<run_dir_root>/<MLflow run id>``; None lets the
@@ -201,23 +235,23 @@ def tracked_run(tracker: Tracker, experiment_id: str, cfg: Config, run_name: str
     The inputs (:func:`check_run_inputs`, the data set) are checked before the run is created.
     """
     check_run_inputs(cfg)
-    data = build_data(cfg, log=log or ((lambda _msg: None) if quiet else print))
+    data = build_data(cfg)
     with StopRequest() as stop, \
             tracker.active_run(experiment_id, run_name, tags, parent_run_id) as run_id:
         run_dir = None if run_dir_root is None else Path(run_dir_root) / run_id
         return train_in_run(tracker, run_id, cfg, callbacks=[StopAtEpochEnd(stop)],
-                            run_dir=run_dir, quiet=quiet, log=log, data=data)
+                            run_dir=run_dir, quiet=quiet, data=data)
 
 
 def continued_run(tracker: Tracker, run_id: str, cfg: Config, checkpoint: Path,
-                  quiet: bool = False, log: Callable[[str], None] | None = None) -> RunOutcome:
+                  quiet: bool = False) -> RunOutcome:
     """Continue the stopped run ``run_id`` from its ``checkpoint`` in the same MLflow run
     (reopened RUNNING, then terminated as by :func:`tracked_run`), in the checkpoint's run folder;
     the epochs after the checkpoint's are logged at their own steps. The inputs are checked before
     the run is reopened, as by :func:`tracked_run`."""
     check_run_inputs(cfg)
-    data = build_data(cfg, log=log or ((lambda _msg: None) if quiet else print))
+    data = build_data(cfg)
     with StopRequest() as stop, tracker.reopened(run_id):
         tracker.set_tags(run_id, {"resumed_from": str(checkpoint)})
         return train_in_run(tracker, run_id, cfg, callbacks=[StopAtEpochEnd(stop)], quiet=quiet,
-                            log=log, resume=checkpoint, continued=True, data=data)
+                            resume=checkpoint, continued=True, data=data)

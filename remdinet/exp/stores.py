@@ -128,6 +128,16 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def may_write(url: str) -> bool:
+    """Whether the file system lets this process change the store at ``url``: a SQLite store
+    whose folder and file are writable; any other store counts as writable (a server shows its
+    account's rights only when it is written to)."""
+    db = sqlite_path(url)
+    if db is None:
+        return True
+    return os.access(db.parent, os.W_OK | os.X_OK) and (not db.exists() or os.access(db, os.W_OK))
+
+
 def check_store(url: str, store: str, writes: bool = True) -> None:
     """Prove that ``url`` can serve as ``store`` (:data:`MLFLOW` or :data:`OPTUNA`) before
     anything is created in it; else a one-line :class:`ConfigError` naming the store and the

@@ -16,13 +16,14 @@ whose worker died, ends KILLED and is retried once from its last checkpoint (see
 """
 from __future__ import annotations
 
+import logging
 import dataclasses
 import itertools
 import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 
@@ -34,13 +35,18 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-from remdinet.config import dump_toml, resolve  # noqa: E402
+from remdinet.config import dump_toml  # noqa: E402
+from remdinet.resolve import resolve  # noqa: E402
+from remdinet.train import metric_names  # noqa: E402
 
 from .engine import (BASELINE_ATTR, FAIL_ATTR, RUN_ATTR, WORKER_ATTR, Engine,  # noqa: E402
-                     EngineOptions, Job, Prepared, load_existing)
+                     EngineOptions, Job, Prepared, check_workers, load_existing)
+from .known_bad import announce as announce_known_bad  # noqa: E402
 from .report import to_text  # noqa: E402
 from .studyspec import StudySpec, StudySpecError  # noqa: E402
 from .tracking import Tracker  # noqa: E402
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,6 +54,7 @@ class StudyJob(Job):
     """The engine's view of a study file: trials sampled from its space."""
     spec: StudySpec
     kind = "study"
+    logs_model = True
 
     @property
     def name(self) -> str:
@@ -76,7 +83,7 @@ class StudyJob(Job):
     @property
     def prune_metric(self) -> str:
         # the pruner compares the learning curve of what the study optimises
-        return f"val_{self.spec.metrics[0]}"
+        return metric_names.val_metric(self.spec.metrics[0])
 
     def fingerprint(self) -> dict[str, Any]:
         space = {f"space.{k}": p.describe() for k, p in self.spec.space.items()}
@@ -124,8 +131,7 @@ def _taken(engine: Engine) -> list[dict[str, Any]]:
     return [t.params or t.system_attrs.get("fixed_params", {}) for t in engine.trials()]
 
 
-def _enqueue(engine: Engine, spec: StudySpec, n_trials: int | None,
-             log: Callable[[str], None]) -> None:
+def _enqueue(engine: Engine, spec: StudySpec, n_trials: int | None) -> None:
     """Queue ``n_trials`` WAITING trials; the first trial of a new study with ``baseline`` is the
     base config's point of the space. A grid study queues its points (all that are left when
     ``n_trials`` is None), each with every parameter fixed, so a point runs once however many
@@ -135,8 +141,8 @@ def _enqueue(engine: Engine, spec: StudySpec, n_trials: int | None,
         grid, taken = _grid_points(spec), _taken(engine)
         points = [p for p in grid if p not in taken]
         if n_trials is not None and n_trials > len(points):
-            log(f"the grid has {len(grid)} points and {len(grid) - len(points)} are taken: "
-                f"queuing {len(points)} trial(s), not {n_trials}")
+            _log.info(f"the grid has {len(grid)} points and {len(grid) - len(points)} are taken: "
+                      f"queuing {len(points)} trial(s), not {n_trials}")
         n_trials = len(points) if n_trials is None else min(n_trials, len(points))
     count = int(n_trials or 0)
     if engine.created and spec.baseline and count:
@@ -151,9 +157,9 @@ def _enqueue(engine: Engine, spec: StudySpec, n_trials: int | None,
 
 def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, options: EngineOptions,
               n_trials: int | None = None, export: str | Path | None = None,
-              log: Callable[[str], None] = print) -> StudyOutcome:
+              pick: str | None = None) -> StudyOutcome:
     """Run (or resume) the study of ``spec`` with the workers of ``options``, then summarise it
-    (:func:`summarize`).
+    (:func:`summarize`; ``pick``: see :func:`check_pick`).
 
     ``n_trials`` (default from the spec) trials are queued and run by whichever worker of the
     study is free, on this machine or another one running the same study; ``options.join`` adds
@@ -165,6 +171,8 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, options: Eng
     """
     if options.join and n_trials is not None:
         raise StudySpecError("--join adds no trials to the study; leave out --n-trials")
+    check_pick(spec, export, pick)
+    announce_known_bad(resolve(spec.base))
     n_trials = None if options.join else (n_trials if n_trials is not None else spec.n_trials)
     if options.timeout is None and spec.timeout is not None:
         options = dataclasses.replace(options, timeout=spec.timeout)
@@ -173,12 +181,17 @@ def run_study(spec: StudySpec, storage_url: str, tracking_uri: str, options: Eng
                              f"--n-trials/--timeout)")
     if n_trials is not None and n_trials < 1:
         raise StudySpecError(f"--n-trials must be >= 1, got {n_trials}")
-    with Engine(StudyJob(spec), storage_url, tracking_uri, options, log) as engine:
+    planned = n_trials
+    if spec.sampler == "grid" and not options.join:
+        points = len(_grid_points(spec))
+        planned = points if n_trials is None else min(n_trials, points)
+    check_workers(options, planned, "trial(s)")
+    with Engine(StudyJob(spec), storage_url, tracking_uri, options) as engine:
         grid = spec.sampler == "grid"
         if not options.join and (n_trials is not None or grid):
-            _enqueue(engine, spec, n_trials, log)
+            _enqueue(engine, spec, n_trials)
         engine.work(fresh=not options.join and n_trials is None and not grid)
-        outcome = summarize(engine.study, spec, engine.tracker, engine.parent, export, log)
+        outcome = summarize(engine.study, spec, engine.tracker, engine.parent, export, pick)
     engine.finish()
     return outcome
 
@@ -191,10 +204,23 @@ def _values_text(spec: StudySpec, values: list[float]) -> str:
     return ", ".join(f"{m} = {v:.4f}" for m, v in zip(spec.metrics, values))
 
 
-def _pick(spec: StudySpec, best: list[FrozenTrial]) -> FrozenTrial:
-    """The exported trial: the best one, or on a Pareto front the best by the first metric."""
-    sign = 1.0 if spec.directions[0] == "maximize" else -1.0
-    return max(best, key=lambda t: sign * t.values[0])
+def check_pick(spec: StudySpec, export: str | Path | None, pick: str | None) -> None:
+    """``pick``, an objective metric, chooses the trial of a Pareto front that is exported; a
+    multi-objective study's ``export`` needs it (the front has no single best trial)."""
+    if pick is not None and pick not in spec.metrics:
+        raise StudySpecError(f"--pick {pick!r} is not an objective of study {spec.name!r} "
+                             f"({', '.join(spec.metrics)})")
+    if export is not None and pick is None and spec.multi_objective:
+        raise StudySpecError(f"--export: study {spec.name!r} has several objectives "
+                             f"({', '.join(spec.metrics)}), so its Pareto front has no single best "
+                             f"trial; say which metric chooses it with --pick METRIC")
+
+
+def _pick(spec: StudySpec, best: list[FrozenTrial], pick: str | None) -> FrozenTrial:
+    """The best trial, or on a Pareto front its best by ``pick`` (default: the first metric)."""
+    i = spec.metrics.index(pick or spec.metrics[0])
+    sign = 1.0 if spec.directions[i] == "maximize" else -1.0
+    return max(best, key=lambda t: sign * t.values[i])
 
 
 def best_config_toml(spec: StudySpec, trial: FrozenTrial) -> str:
@@ -250,11 +276,44 @@ def _importances(study: optuna.Study, spec: StudySpec, i: int) -> dict[str, floa
         return optuna.importance.get_param_importances(study, target=lambda t: sign * t.values[i])
 
 
+def _plot_front_or_curves(study: optuna.Study, spec: StudySpec, tracker: Tracker,
+                          parent: str) -> None:
+    """The Pareto front of a multi-objective study; the learning curves (the ``val_<metric>``
+    each trial reported per validation epoch, step = epoch) of a single-objective one. Optuna
+    stores no intermediate values for multi-objective trials."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if spec.multi_objective:
+            ax = optuna.visualization.matplotlib.plot_pareto_front(
+                study, target_names=list(spec.metrics))
+            _save_pyplot(tracker, parent, ax, "plots/pareto_front.png")
+        elif any(t.intermediate_values for t in study.trials):
+            ax = optuna.visualization.matplotlib.plot_intermediate_values(study)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(StudyJob(spec).prune_metric)
+            _save_pyplot(tracker, parent, ax, "plots/intermediate_values.png")
+
+
+def describe_best(spec: StudySpec, trial: FrozenTrial, tracker: Tracker) -> str:
+    """The parent run's Overview description (Markdown): the best trial, its values, its params
+    and its MLflow run and model."""
+    run_id = trial.user_attrs.get(RUN_ATTR)
+    models = [] if run_id is None else tracker.client.get_run(run_id).outputs.model_outputs
+    lines = [f"Best trial **{trial.number}**: {_values_text(spec, trial.values)}; MLflow run "
+             f"`{run_id}`" + (f", model `models:/{models[0].model_id}`" if models else "") + ".",
+             "", "| param | value |", "|---|---|"]
+    lines += [f"| `{k}` | {v:.6g} |" if isinstance(v, float) else f"| `{k}` | {v} |"
+              for k, v in trial.params.items()]
+    return "\n".join(lines)
+
+
 def summarize(study: optuna.Study, spec: StudySpec, tracker: Tracker, parent: str,
-              export: str | Path | None, log: Callable[[str], None]) -> StudyOutcome:
-    """Best trial(s), best config TOML, trials table, importances and plots on the parent run."""
+              export: str | Path | None, pick: str | None = None) -> StudyOutcome:
+    """Best trial(s), best config TOML, trials table, importances and plots on the parent run:
+    optimisation history, parallel coordinates and importances per metric, and the Pareto front
+    (multi-objective) or the per-epoch intermediate values (single objective)."""
     trials = trials_frame(study)
-    log(to_text(trials, ".4f"))
+    _log.info(to_text(trials, ".4f"))
     tracker.log_text(parent, trials.to_csv(index=False), "trials.csv")
     completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
     states = {s.name: sum(t.state == s for t in study.trials) for s in TrialState}
@@ -262,24 +321,29 @@ def summarize(study: optuna.Study, spec: StudySpec, tracker: Tracker, parent: st
                         step=len(study.trials))
     outcome = StudyOutcome(spec.name, parent, trials, [], None, {})
     if not completed:
-        log(f"study {spec.name}: no completed trial yet, so no best config")
+        _log.info(f"study {spec.name}: no completed trial yet, so no best config")
         return outcome
     outcome.best = list(study.best_trials) if spec.multi_objective else [study.best_trial]
-    chosen = _pick(spec, outcome.best)
+    chosen = _pick(spec, outcome.best, pick)
     for t in outcome.best:
-        log(f"best trial {t.number}: {_values_text(spec, t.values)}; MLflow run "
-            f"{t.user_attrs.get(RUN_ATTR)}; params {t.params}")
+        _log.info(f"best trial {t.number}: {_values_text(spec, t.values)}; MLflow run "
+                  f"{t.user_attrs.get(RUN_ATTR)}; params {t.params}")
     outcome.best_config = best_config_toml(spec, chosen)
     tracker.log_text(parent, outcome.best_config, "best_config.toml")
     tracker.set_tags(parent, {"best_trial": chosen.number,
                               "best_mlflow_run_id": chosen.user_attrs.get(RUN_ATTR)})
+    tracker.describe(parent, describe_best(spec, chosen, tracker))
     tracker.log_metrics(parent, {f"best_{m}": v for m, v in zip(spec.metrics, chosen.values)},
                         step=len(study.trials))
     if export is not None:
         Path(export).parent.mkdir(parents=True, exist_ok=True)
         Path(export).write_text(outcome.best_config, encoding="utf-8")
-        log(f"best config written to {export}")
+        _log.info(f"best config written to {export}")
+    if spec.multi_objective:
+        _log.info(f"best_config.toml: trial {chosen.number}, the front's best on "
+                  f"{pick or spec.metrics[0]}")
 
+    _plot_front_or_curves(study, spec, tracker, parent)
     for i, metric in enumerate(spec.metrics):
         target = (lambda t, i=i: t.values[i]) if spec.multi_objective else None
         with warnings.catch_warnings():
@@ -296,7 +360,7 @@ def summarize(study: optuna.Study, spec: StudySpec, tracker: Tracker, parent: st
         if len(completed) < 2:
             note = (f"parameter importances of {metric} skipped: they need at least 2 completed "
                     f"trials, the study has {len(completed)}")
-            log(note)
+            _log.info(note)
             tracker.log_text(parent, note + "\n", f"importances_{metric}.txt")
             continue
         importances = _importances(study, spec, i)
@@ -304,7 +368,8 @@ def summarize(study: optuna.Study, spec: StudySpec, tracker: Tracker, parent: st
         tracker.log_text(parent, json.dumps(importances, indent=2), f"importances_{metric}.json")
         figure = _importance_figure(importances, f"parameter importances ({metric})")
         tracker.log_figure(parent, figure, f"plots/importances_{metric}.png")
-        log(f"importances ({metric}): " + ", ".join(f"{k} {v:.3f}" for k, v in importances.items()))
+        _log.info(f"importances ({metric}): "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in importances.items()))
     return outcome
 
 

@@ -10,13 +10,22 @@ Schema::
     direction = "maximize"         # or directions = [...] (one per metric); default maximize
     n_trials = 30                  # per invocation; a resumed study adds this many
     timeout = 3600                 # seconds, optional
-    sampler = "tpe"                # tpe | random | cmaes | grid
-    pruner = "median"              # median | hyperband | threshold | none (multi-objective: none)
+    sampler = "tpe"                # tpe | random | cmaes | grid | nsga2
+    pruner = "median"              # median | percentile | successive_halving | hyperband |
+                                   # threshold | patient | wilcoxon | none (multi-objective: none)
     seed = 0
     baseline = true                # enqueue the base config's own values as the first trial
     include = ["other_study"]      # merge the [fixed] and [space] tables of other study files
-    [study.sampler_options]        # keyword arguments of the Optuna sampler
+    [study.sampler_options]        # keyword arguments of the Optuna sampler (TOML values only)
     [study.pruner_options]         # keyword arguments of the Optuna pruner
+    # patient: patience, min_delta, and optionally the pruner it defers to,
+    # wrapped_pruner = "median" with its own table [study.pruner_options.wrapped_pruner_options]
+
+Every pruner sees one value per validation epoch, step = epoch, of ``val_<metric>`` (the
+study's objective). ``wilcoxon`` pairs those steps with the best trial's: it prunes a trial
+whose learning curve lies below the best one's epoch by epoch (Optuna meant it for one value per
+problem instance; epochs are not independent, so read ``p_threshold`` as a knob, not an error
+rate).
 
     [fixed]                        # flat config overrides applied to every trial
     "training.num_epochs" = 12
@@ -46,8 +55,8 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import itertools
-import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,9 +64,11 @@ from typing import Any
 
 import optuna
 
-from remdinet.config import ConfigError, coerce, field_spec, resolve
+from remdinet.config import ConfigError, coerce, field_spec
 from remdinet.metrics import MS_SSIM_MIN_SIDE
+from remdinet.resolve import resolve
 
+from .engine import experimental_ok
 from .names import name_problem
 from .presets import find_toml, load_preset
 
@@ -78,13 +89,24 @@ SAMPLERS = {
     "random": optuna.samplers.RandomSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
     "grid": optuna.samplers.GridSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
 }
 PRUNERS = {
     "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
     "hyperband": optuna.pruners.HyperbandPruner,
     "threshold": optuna.pruners.ThresholdPruner,
+    "patient": optuna.pruners.PatientPruner,
+    "wilcoxon": optuna.pruners.WilcoxonPruner,
     "none": optuna.pruners.NopPruner,
 }
+# patient's pruner_options name the pruner it wraps and give that pruner's own options
+WRAPPED, WRAPPED_OPTIONS = "wrapped_pruner", "wrapped_pruner_options"
+# names an annotation may use and still take a TOML value; any other class (Callable,
+# BaseSampler, FrozenTrial, ...) is a Python object that no study file can give
+_TOML_TYPES = {"Any", "Dict", "List", "Literal", "Mapping", "None", "Optional", "Sequence", "Tuple",
+               "Union"}
 _STUDY_KEYS = {"name", "description", "preset", "metric", "metrics", "direction", "directions",
                "n_trials", "timeout", "sampler", "pruner", "seed", "baseline", "include",
                "sampler_options", "pruner_options"}
@@ -172,13 +194,6 @@ class StudySpec:
         flat = resolve(self.base).to_flat()
         return {k: flat[k] for k in self.space}
 
-    def fingerprint(self) -> str:
-        """What must not change when a study is resumed: objective, space and base config."""
-        return json.dumps({"metrics": list(self.metrics), "directions": list(self.directions),
-                           "space": {k: p.describe() for k, p in sorted(self.space.items())},
-                           "base": {k: self.base[k] for k in sorted(self.base)}},
-                          sort_keys=True, default=str)
-
     def make_sampler(self, n_existing_trials: int) -> optuna.samplers.BaseSampler:
         """The sampler, seeded with ``seed + n_existing_trials`` so a resumed study does not
         replay the random start-up suggestions of the first session (the study's workers pass the
@@ -192,7 +207,19 @@ class StudySpec:
         return SAMPLERS[self.sampler](seed=self.seed + n_existing_trials, **self.sampler_options)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
-        return PRUNERS[self.pruner](**self.pruner_options)
+        return build_pruner(self.pruner, self.pruner_options)
+
+
+def build_pruner(name: str, options: dict[str, Any]) -> optuna.pruners.BasePruner:
+    """The pruner ``name`` of :data:`PRUNERS` with its validated ``options``; ``patient`` first
+    builds the pruner it wraps (none: it prunes on patience alone)."""
+    options = dict(options)
+    if name == "patient":
+        inner = options.pop(WRAPPED, "none")
+        inner_options = options.pop(WRAPPED_OPTIONS, {})
+        options[WRAPPED] = None if inner == "none" else build_pruner(inner, inner_options)
+    with experimental_ok():  # WilcoxonPruner is experimental in Optuna
+        return PRUNERS[name](**options)
 
 
 def _err(src: str, where: str, msg: str) -> StudySpecError:
@@ -204,6 +231,12 @@ def _read(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise StudySpecError(f"{path}: invalid TOML: {exc}") from None
+
+
+def spec_description(path: Path) -> str:
+    """``[study] description`` of a study file, the rest not validated (for listings)."""
+    study = _read(path).get("study", {})
+    return str(study.get("description", "")) if isinstance(study, dict) else ""
 
 
 def _flat_keys(src: str, table: dict[str, Any], where: str, leaf) -> dict[str, Any]:
@@ -302,12 +335,32 @@ def _options(src: str, where: str, raw: Any, factory, label: str) -> dict[str, A
     if not isinstance(raw, dict):
         raise _err(src, where, "must be a table of keyword arguments")
     params = inspect.signature(factory).parameters
-    unknown = sorted(set(raw) - set(params) - {"self"})
+    named = (WRAPPED, WRAPPED_OPTIONS) if factory is PRUNERS["patient"] else ()
+    unknown = sorted(set(raw) - set(params) - {"self", *named})
     if unknown:
-        valid = [p for p in params if p not in ("self", "seed", "search_space")]
+        valid = [p for p in [*params, *named] if p not in ("self", "seed", "search_space")]
         raise _err(src, where, f"unknown option(s) {', '.join(unknown)} for {label}; "
-                               f"valid: {', '.join(valid)}")
+                               f"valid: {', '.join(dict.fromkeys(valid))}")
+    for key in sorted(set(raw) - set(named)):
+        annotation = params[key].annotation  # a string under Optuna's postponed annotations
+        annotation = annotation if isinstance(annotation, str) else inspect.formatannotation(
+            annotation)
+        if set(re.findall(r"\b[A-Z]\w*", annotation)) - _TOML_TYPES:
+            raise _err(src, f"{where} {key}", f"takes a Python object ({annotation}), which a "
+                                              f"study file cannot give; leave it out")
     return dict(raw)
+
+
+def _pruner_options(src: str, where: str, name: str, raw: Any) -> dict[str, Any]:
+    options = _options(src, where, raw, PRUNERS[name], name)
+    if name == "patient":
+        inner = options.get(WRAPPED, "none")
+        if inner not in PRUNERS:
+            raise _err(src, f"{where} {WRAPPED}", f"unknown pruner {inner!r}; valid: "
+                                                  f"{', '.join(PRUNERS)}")
+        options[WRAPPED_OPTIONS] = _pruner_options(src, f"{where} {WRAPPED_OPTIONS}", inner,
+                                                   options.get(WRAPPED_OPTIONS))
+    return options
 
 
 def _load_tables(path: Path, seen: tuple[Path, ...]) -> tuple[dict, dict[str, Any], dict[str, Any]]:
@@ -392,8 +445,8 @@ def load_spec(name: str | Path, preset: str | None = None,
         raise _err(src, f'[fixed] "{clash[0]}"', "is also searched in [space]")
     clash = sorted(set(overrides or {}) & set(space))
     if clash:
-        raise _err(src, f'--set "{clash[0]}"', "is searched in [space]; it cannot be fixed from "
-                                               "the CLI")
+        raise _err(src, f'"{clash[0]}" (--set or --config)', "is searched in [space]; it cannot "
+                                                             "be fixed from the CLI")
 
     if "metric" in study and "metrics" in study:
         raise _err(src, "[study]", "give either metric or metrics, not both")
@@ -441,8 +494,8 @@ def load_spec(name: str | Path, preset: str | None = None,
                                           "set pruner = \"none\"")
     sampler_options = _options(src, "[study.sampler_options]", study.get("sampler_options"),
                                SAMPLERS[sampler], sampler)
-    pruner_options = _options(src, "[study.pruner_options]", study.get("pruner_options"),
-                              PRUNERS[pruner], pruner)
+    pruner_options = _pruner_options(src, "[study.pruner_options]", pruner,
+                                     study.get("pruner_options"))
 
     n_trials = study.get("n_trials")
     if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int)

@@ -15,27 +15,33 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+import warnings
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from mlflow.entities import Metric, Param, RunTag
+import mlflow.data
+import pandas as pd
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_LOGGED_ARTIFACTS, MLFLOW_RUN_NOTE
 
 from remdinet.config import ConfigError
-from remdinet.training.callbacks import Callback
+from remdinet.processes import is_gone
+from remdinet.train import Callback
 
-from .owner import OWNER_TAG, is_gone, owner_tags
+from .owner import OWNER_TAG, owner_tags
 from .names import check_name
 from .presets import PROJECT_ROOT
-from .stores import MLFLOW, check_store, is_database, mask_url, redact, sqlite_path
-from .stopping import interrupt_reason
+from .stores import MLFLOW, check_store, is_database, mask_url, may_write, redact, sqlite_path
+from .stopping import StopRequest, interrupt_reason
 
 STORE_DIR = "mlruns"
 # MLflow's limits: param values <= 6000 characters; log_batch takes <= 100 params/tags and
@@ -44,6 +50,7 @@ PARAM_VALUE_LIMIT = 6000
 _PARAM_BATCH = 100
 _METRIC_BATCH = 1000
 SQLITE_LOCK_WAIT = 60  # seconds
+MODEL_NAME = "model"  # the LoggedModel of a run's best checkpoint
 _log = logging.getLogger(__name__)
 
 
@@ -96,7 +103,9 @@ def quiet_loggers() -> None:
 class Tracker:
     """One tracking store. Cheap to create; share one per process or create one per worker.
     A database store is checked first (:func:`.stores.check_store`; ``writes`` False: a reader
-    such as ``compare`` does not need a writable SQLite folder)."""
+    such as ``compare`` or ``ui`` does not need a writable SQLite folder). Every Tracker closes the
+    runs of dead processes (:meth:`close_abandoned`); a reader only where the store may be
+    written (:func:`.stores.may_write`), so a read-only copy of a store is left as it is."""
 
     def __init__(self, uri: str, writes: bool = True):
         self.uri = uri
@@ -111,12 +120,13 @@ class Tracker:
                 # several worker processes log to one SQLite store: wait for its write lock
                 # instead of failing with "database is locked" after sqlite3's default 5 s
                 client_uri = f"{uri}?timeout={SQLITE_LOCK_WAIT}"
+        self.client_uri = client_uri
         try:
             self.client = MlflowClient(tracking_uri=client_uri)
         except MlflowException as exc:
             raise ConfigError(f"MLflow tracking URI {mask_url(uri)}: MLflow has no store for it "
                               f"({' '.join(redact(str(exc), uri).split())})") from None
-        if writes:  # a read-only Tracker (compare) may be looking at a store it cannot change
+        if writes or may_write(uri):
             self.close_abandoned()
 
     # -- experiments and runs ----------------------------------------------------------------
@@ -252,6 +262,40 @@ class Tracker:
     def log_file(self, run_id: str, path: str | Path, artifact_dir: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_dir)
 
+    def describe(self, run_id: str, text: str) -> None:
+        """The run's description: the Markdown its Overview page shows (``mlflow.note.content``)."""
+        self.set_tags(run_id, {MLFLOW_RUN_NOTE: text})
+
+    def log_dataset(self, run_id: str, files: pd.DataFrame, name: str, source: str,
+                    context: str) -> None:
+        """A data set as the run's MLflow dataset input (the runs table's Dataset column):
+        ``files`` is its file list, whose content MLflow digests, ``context`` e.g. ``train``."""
+        with warnings.catch_warnings():
+            # MLflow registers its local-path source twice and warns that a path is ambiguous
+            warnings.filterwarnings("ignore", message="The specified dataset source can be")
+            dataset = mlflow.data.from_pandas(files, source=source, name=name)
+        self.client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
+                                                     [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+
+    def log_model(self, run_id: str, model: Any, params: Mapping[str, Any]) -> str:
+        """``model`` (a torch module) as an MLflow PyTorch model of run ``run_id``: a LoggedModel
+        in the run's experiment, its output, with ``params``. Returns its URI (``models:/ID``),
+        which ``mlflow.pytorch.load_model`` restores."""
+        import mlflow.pytorch  # torch-heavy; only runs that hand out a model need it
+        import torch
+
+        experiment = self.client.get_run(run_id).info.experiment_id
+        logged = self.client.create_logged_model(
+            experiment, MODEL_NAME, source_run_id=run_id,
+            params={k: param_value(k, v) for k, v in params.items()})
+        # pickled, not 'pt2': the model takes Python decisions on tensor values, which
+        # torch.export cannot trace; MLflow writes the files through its global store URI
+        with _use_tracking_uri(self.client_uri):
+            info = mlflow.pytorch.log_model(model, name=MODEL_NAME, model_id=logged.model_id,
+                                            run_id=run_id, serialization_format="pickle",
+                                            pip_requirements=[f"torch=={torch.__version__}"])
+        return info.model_uri
+
     def tags_of(self, run_id: str) -> dict[str, str]:
         return dict(self.client.get_run(run_id).data.tags)
 
@@ -270,15 +314,47 @@ class MlflowCallback(Callback):
 UI_STORE_ENV = "MLFLOW_BACKEND_STORE_URI"  # read by `mlflow ui` in place of --backend-store-uri
 
 
-def ui_command(uri: str, port: int) -> tuple[list[str], dict[str, str]]:
-    """``mlflow ui`` on 127.0.0.1 over the project's store: the command and the environment
+UI_HOST = "127.0.0.1"
+UI_STOP_WAIT = 10  # seconds the server's process group has to exit on SIGTERM before SIGKILL
+
+
+def ui_command(uri: str, port: int, host: str = UI_HOST) -> tuple[list[str], dict[str, str]]:
+    """``mlflow ui`` on ``host`` over the project's store: the command and the environment
     variables to add. The store's URI travels in the environment, not on the command line, where
     every user of the machine could read its password (``ps``)."""
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port)]
     root = artifact_root(uri)
     if root is not None:
         cmd += ["--default-artifact-root", str(root)]
     return cmd, {UI_STORE_ENV: uri}
+
+
+def serve_ui(cmd: list[str], env: dict[str, str]) -> int:
+    """Run the UI server ``cmd`` in a process group of its own until it exits or this process
+    gets SIGINT/SIGTERM, then stop the whole group: ``mlflow ui`` serves through uvicorn worker
+    processes that outlive a signal to the first process only. Returns the server's exit code,
+    or 128 + the signal that stopped it."""
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, start_new_session=True)
+    try:
+        with StopRequest() as stop:
+            while proc.poll() is None and not stop.requested:
+                stop.wait(0.5)
+        return proc.returncode if stop.signum is None else 128 + stop.signum
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    with suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(UI_STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        pass
+    # what outlived SIGTERM or the leader (uvicorn workers, a hung server): nothing stays serving
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _folder(artifact_file: str) -> str | None:

@@ -11,21 +11,25 @@ missing.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from remdinet.config import ConfigError, resolve
+from remdinet.config import ConfigError
+from remdinet.resolve import resolve
 
 from .contest import Entry, run_contest
 from .engine import BASELINE_ATTR, CellJob, EngineOptions
 from .study import best_config_toml, load_study
 from .studyspec import StudySpec
 from .tracking import Tracker
+
+_log = logging.getLogger(__name__)
 
 KIND = "verification"
 BASELINE = "baseline"
@@ -56,8 +60,8 @@ def _candidates(spec: StudySpec, trials: list[FrozenTrial], top: int
 
 
 def verify_study(spec: StudySpec, storage_url: str, tracking_uri: str, options: EngineOptions,
-                 top: int = 3, seeds: int = 3, export: str | Path | None = None,
-                 log: Callable[[str], None] = print) -> VerifyOutcome:
+                 top: int = 3, seeds: int = 3, export: str | Path | None = None
+                 ) -> VerifyOutcome:
     """Retrain the baseline and the ``top`` best trials of the study of ``spec`` on ``seeds``
     fresh seeds; the table gives each candidate's paired difference from the baseline with its
     interval and verdict. ``export``: write the verified winner's config (the candidate whose
@@ -85,19 +89,19 @@ def verify_study(spec: StudySpec, storage_url: str, tracking_uri: str, options: 
         label = None if helps.empty else str(helps.sort_values(delta).iloc[-1]["candidate"])
         tracker.set_tags(parent, {"verified_winner": label or "none"})
         if label is None:
-            log(f"no candidate beats the baseline on {metric} at {seeds} fresh seed(s)"
-                + ("; nothing exported" if export is not None else ""))
+            _log.info(f"no candidate beats the baseline on {metric} at {seeds} fresh seed(s)"
+                      + ("; nothing exported" if export is not None else ""))
             return
         chosen.append(by_label[label])
-        log(f"verified winner: {label} ({delta} "
-            f"{float(helps.set_index('candidate').loc[label, delta]):+.4f})")
+        _log.info(f"verified winner: {label} ({delta} "
+                  f"{float(helps.set_index('candidate').loc[label, delta]):+.4f})")
         if export is not None:
             Path(export).parent.mkdir(parents=True, exist_ok=True)
             Path(export).write_text(best_config_toml(spec, by_label[label]), encoding="utf-8")
-            log(f"verified winner's config written to {export}")
+            _log.info(f"verified winner's config written to {export}")
 
     start = time.perf_counter()
-    table, parent = run_contest(job, entries, fresh, storage_url, tracking_uri, options, log,
+    table, parent = run_contest(job, entries, fresh, storage_url, tracking_uri, options,
                                 "verify", conclude)
     return VerifyOutcome(job.name, parent, table, chosen[0] if chosen else None,
                          time.perf_counter() - start)

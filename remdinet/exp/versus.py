@@ -14,11 +14,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from remdinet.config import ConfigError, resolve
+from remdinet.config import ConfigError
+from remdinet.resolve import resolve
 
 from .contest import Entry, run_contest
 from .engine import CellJob, EngineOptions
@@ -71,8 +72,7 @@ def default_name(contenders: Sequence[Contender]) -> str:
 
 
 def run_versus(contenders: Sequence[Contender], seeds: int, storage_url: str, tracking_uri: str,
-               options: EngineOptions, name: str | None = None,
-               log: Callable[[str], None] = print) -> VersusOutcome:
+               options: EngineOptions, name: str | None = None) -> VersusOutcome:
     """Train every contender on ``seeds`` seeds (the baseline's ``training.seed``, +1, ...) and
     compare each with the first, paired by seed."""
     if len(contenders) < 2:
@@ -100,5 +100,5 @@ def run_versus(contenders: Sequence[Contender], seeds: int, storage_url: str, tr
                   run_params={"versus.contenders": ", ".join(labels)}, trial_folder=KIND)
     start = time.perf_counter()
     table, parent = run_contest(job, entries, list(range(first, first + seeds)), storage_url,
-                                tracking_uri, options, log, KIND)
+                                tracking_uri, options, KIND)
     return VersusOutcome(name, parent, table, time.perf_counter() - start)

@@ -7,6 +7,7 @@ Feature modules 0–9 are frozen at construction, as in the reference.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -36,6 +37,14 @@ _LARGE = (
 # The reference's tap names understate the true stride by 2 (scale_16 is stride 32).
 TAPS = {1: "scale_1", 3: "scale_2", 6: "scale_4", 12: "scale_8", 16: "scale_16"}
 FROZEN_FEATURES = 10
+
+
+@functools.cache
+def _note_random_init() -> None:
+    # once per process: a run builds its model more than once (training, sample grid, a study's
+    # every trial), and the notice says nothing new the second time
+    log.warning("MobileNetV3 backbone is randomly initialised (model.backbone_weights is "
+                "empty): the semantic branch carries no pretrained information")
 
 
 class BackboneWeightsError(ValueError):
@@ -131,8 +140,7 @@ class MobileNetV3Backbone(nn.Module):
         if weights:
             load_backbone_weights(self, weights)
         else:
-            log.warning("MobileNetV3 backbone is randomly initialised (model.backbone_weights is "
-                        "empty): the semantic branch carries no pretrained information")
+            _note_random_init()
         for p in self.features[:FROZEN_FEATURES].parameters():
             p.requires_grad_(False)
 

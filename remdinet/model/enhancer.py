@@ -19,7 +19,12 @@ from torch import nn
 
 from ..colour import denormalize
 from ..config import ClampConfig, ModelConfig
-from ..fixes import FixSet
+from ..fixes import (DIFFERENTIABLE_MODEL_AFFINE_CLAMP, DIFFERENTIABLE_MODEL_AFFINE_GRAYWORLD,
+                     DIFFERENTIABLE_MODEL_CURVE_APPLICATION,
+                     DIFFERENTIABLE_MODEL_DECODER_SATURATION_CHECK,
+                     DIFFERENTIABLE_MODEL_FINAL_SATURATION_BOOST, ENHANCER_IDENTITY_CLAMP,
+                     FROZEN_BN_EVAL, MASK_UNFREEZE_COLOUR_HEAD_INIT, PER_IMAGE_DECISIONS,
+                     SINGLE_MASK_SQUARE, UNSATURATED_GUIDANCE, FixSet)
 from .branches import BranchRecorder, Decisions
 from .clamps import Bound, ClampRecorder
 from .colour import EnhancedGlobalColorCorrection, GlobalColourAffine, final_saturation_boost
@@ -41,10 +46,10 @@ class UnifiedLowLightEnhancer(nn.Module):
         self.num_iterations = cfg.num_iterations
         self.channels_last = cfg.channels_last
         self.branches = BranchRecorder()
-        self.decisions = Decisions(fixes.corrects("per_image_decisions"), self.branches)
+        self.decisions = Decisions(fixes.corrects(PER_IMAGE_DECISIONS), self.branches)
         self.clamp_recorder = ClampRecorder()
-        self.unsaturated_guidance = fixes.corrects("unsaturated_guidance")
-        self.smooth_boost = fixes.on("differentiable_model.final_saturation_boost")
+        self.unsaturated_guidance = fixes.corrects(UNSATURATED_GUIDANCE)
+        self.smooth_boost = fixes.on(DIFFERENTIABLE_MODEL_FINAL_SATURATION_BOOST)
 
         self.snr_module = self.snr_estimator = None
         if cfg.use_snr_awareness:
@@ -55,12 +60,12 @@ class UnifiedLowLightEnhancer(nn.Module):
         self.semantic = None
         if cfg.use_semantic_guidance:
             self.semantic = MobileNetSemanticGuidance(
-                cfg, self.decisions, frozen_bn_eval=fixes.corrects("frozen_bn_eval"),
-                saturation_check=not fixes.on("differentiable_model.decoder_saturation_check"))
+                cfg, self.decisions, frozen_bn_eval=fixes.corrects(FROZEN_BN_EVAL),
+                saturation_check=not fixes.on(DIFFERENTIABLE_MODEL_DECODER_SATURATION_CHECK))
 
         # The pre-fix curve branch raised a swallowed shape error on every call, so it acted as the
         # identity; the estimator is still built (same parameters) but not run.
-        if fixes.on("differentiable_model.curve_application"):
+        if fixes.on(DIFFERENTIABLE_MODEL_CURVE_APPLICATION):
             self.curve_mode = "zero_dce"
         else:
             self.curve_mode = "identity" if cfg.before_curve_mode == "actual" else "additive"
@@ -69,24 +74,24 @@ class UnifiedLowLightEnhancer(nn.Module):
             "additive" if self.curve_mode == "additive" else "zero_dce", self.decisions)
 
         self.mask_predictor = MaskPredictor(
-            5, cfg.mask_hidden, square_output=not fixes.corrects("single_mask_square"))
+            5, cfg.mask_hidden, square_output=not fixes.corrects(SINGLE_MASK_SQUARE))
 
         self.colour_head = None
         if not cfg.disable_color_affine:
             weight_bound = (Bound.around_identity(clamps.affine_identity_clamp)
-                            if fixes.on("differentiable_model.affine_clamp")
+                            if fixes.on(DIFFERENTIABLE_MODEL_AFFINE_CLAMP)
                             else Bound.flat(clamps.affine_flat_min, clamps.affine_flat_max))
             self.colour_head = GlobalColourAffine(
-                init_diag=1.0 if fixes.on("mask_unfreeze.colour_head_init") else 1.1,
+                init_diag=1.0 if fixes.on(MASK_UNFREEZE_COLOUR_HEAD_INIT) else 1.1,
                 weight_bound=weight_bound,
                 bias_bound=Bound.flat(clamps.affine_bias_min, clamps.affine_bias_max),
-                grayworld=not fixes.on("differentiable_model.affine_grayworld"),
+                grayworld=not fixes.on(DIFFERENTIABLE_MODEL_AFFINE_GRAYWORLD),
                 decisions=self.decisions, recorder=self.clamp_recorder)
 
         self.color_enhancer = None
         if not cfg.disable_color_enhancer:
             self.color_enhancer = EnhancedGlobalColorCorrection(
-                clamps, identity_clamp=fixes.corrects("enhancer_identity_clamp"),
+                clamps, identity_clamp=fixes.corrects(ENHANCER_IDENTITY_CLAMP),
                 recorder=self.clamp_recorder)
 
         if self.channels_last:

@@ -1,9 +1,14 @@
-"""The three-stage epoch schedule of the reference trainer (§5.2, §5.4, §5.8)."""
+"""The three-stage epoch schedule of the reference trainer (§5.2, §5.4, §5.8), the stage-2 warm-up
+ramp of the loss weights (§4.6) and the mixing of two stages' losses at a switch (§5.4)."""
 from __future__ import annotations
 
+import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import Config
+from ..config import STAGE_WEIGHT_KEYS, Config, StageWeights
+from ..losses import LossOutput, RawValues
 
 
 @dataclass(frozen=True)
@@ -59,3 +64,49 @@ def perceptual_warmup(base: float, epochs_since_switch: int, switch_epoch: int,
     """
     warm = max(1, int(min(cfg.training.stage3_mix_epochs, schedule.s2_end - switch_epoch)))
     return base * min(1.0, epochs_since_switch / warm)
+
+
+def ramp_factor(epoch_in_stage: int, warmup: int) -> float:
+    """§4.6: ``0.5·(1 − cos(π·e/W))`` for e < W, else 1."""
+    if warmup < 1 or epoch_in_stage < 0:
+        raise ValueError(f"ramp: need warmup >= 1 and epoch_in_stage >= 0, got {warmup}, {epoch_in_stage}")
+    if epoch_in_stage >= warmup:
+        return 1.0
+    return 0.5 * (1.0 - math.cos(math.pi * epoch_in_stage / warmup))
+
+
+def ramp_weights(weights: StageWeights, keys: Sequence[str], epoch_in_stage: int,
+                 warmup: int) -> StageWeights:
+    """A copy of ``weights`` with each weight named in ``keys`` (``ramp.keys``) multiplied by
+    :func:`ramp_factor`; the other weights keep their values."""
+    unknown = [k for k in keys if k not in STAGE_WEIGHT_KEYS]
+    if unknown:
+        raise KeyError(f"ramp keys {unknown} are not stage weights; valid: {', '.join(STAGE_WEIGHT_KEYS)}")
+    r = ramp_factor(epoch_in_stage, warmup)
+    return dataclasses.replace(weights, **{k: getattr(weights, k) * r for k in keys})
+
+
+def mix_losses(old: LossOutput | None, new: LossOutput, factor: float) -> LossOutput:
+    """§5.4 transition mixing: ``total = (1 − f)·old.total + f·new.total``.
+
+    Each total is already clamped by its own loss, as in the reference. ``terms`` hold every term of both
+    losses scaled by its side's coefficient ((1 − f) for the old loss, f for the new one); a name present
+    in both is the sum of the two contributions. So the terms still add up to the (unclamped) mixed
+    total, and ``terms[name] / raw[name]`` is the effective coefficient of a term: for
+    ``reconstruction`` (mean|E − T| in every stage) that is the L1 coefficient of §5.6. ``raw`` is the
+    union of both losses' unweighted values; a shared name has the same formula on the same batch.
+
+    ``old`` None (no earlier criterion) returns ``new`` unchanged. Whether to mix at all (e.g. not for
+    an unpaired batch, §5.4) is the trainer's decision.
+    """
+    if old is None:
+        return new
+    if not 0.0 <= factor <= 1.0:
+        raise ValueError(f"mix_losses: factor must be in [0, 1], got {factor}")
+    terms = {name: factor * value for name, value in new.terms.items()}
+    for name, value in old.terms.items():
+        scaled = (1.0 - factor) * value
+        terms[name] = terms[name] + scaled if name in terms else scaled
+    raw = {**old.raw.tensors(), **new.raw.tensors()}
+    total = (1.0 - factor) * old.total + factor * new.total
+    return LossOutput(total, terms, RawValues(raw))

@@ -25,12 +25,13 @@ exactly; the per-epoch loader order is a function of the seed and the epoch.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -41,22 +42,28 @@ from ..checkpoint import (CheckpointError, load_checkpoint, model_counters, rest
 from ..colour import denormalize, hsv_saturation
 from ..config import Config, StageWeights, save_toml
 from ..data import DataBundle, build_data, make_loader
-from ..fixes import fixes_of
-from ..losses import LossOutput, build_stage_loss, mix_losses, ramp_weights
+from ..fixes import (MASK_UNFREEZE_UNFREEZE, MASK_UNFREEZE_VAL_NAN_GUARD, NO_LOSS_CLAMP,
+                     RESET_BEST_PER_STAGE, SCHEDULER_EVERY_EPOCH, fixes_of)
+from ..losses import LossOutput, build_stage_loss
 from ..metrics import MS_SSIM_MIN_SIDE, ms_ssim, psnr, ssim
 from ..model import build_model
 from .callbacks import Callback, CallbackList
 from .device import (autocast, autocast_dtype, keep_freed_memory, resolve_device, seed_everything,
                      wants_cudnn_benchmark)
+from .metric_names import (EPOCH, EPOCH_SECONDS, IMAGES_PER_SECOND, MIX_FACTOR, SKIPPED_BATCHES,
+                           STAGE, TRAIN_LOSS, TRAIN_PSNR, VAL_ADJUSTED_PSNR, VAL_MS_SSIM, VAL_PSNR,
+                           VAL_SATURATION, VAL_SCORE, VAL_SKIPPED_BATCHES, VAL_SSIM, loss_metric,
+                           lr_metric)
 from .optim import (build_optimizer, cosine_scheduler, group_lr, plateau_scheduler,
                     restore_scheduler, scale_group_lr, scheduler_state, set_group_lr)
-from .schedule import StageSchedule, mix_factor, perceptual_warmup
+from .schedule import StageSchedule, mix_factor, mix_losses, perceptual_warmup, ramp_weights
 from .selection import Selection
 
 # Keys that describe where/how a run executes, not what it computes: a resumed run may change them.
 RUNTIME_KEYS = frozenset({"training.device", "training.num_workers", "training.output_dir",
                           "training.compile"})
 POSTFIX_EVERY = 10  # batches between progress-bar loss updates (each one syncs the device)
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,15 +96,15 @@ class Trainer:
 
     ``data`` is a :class:`remdinet.data.DataBundle`; None builds it from ``cfg.data``. ``run_dir``
     None: a new folder under ``training.output_dir`` (or, on resume, the checkpoint's run folder).
-    ``log`` receives progress lines (default: printed unless ``quiet``).
+    Progress lines (one per epoch, stage changes) go to this module's logger; the per-batch
+    progress bar is shown on a terminal only, and never when ``quiet``.
     """
 
     def __init__(self, cfg: Config, data: DataBundle | None = None, callbacks: Iterable[Callback] = (), quiet: bool = False,
-                 run_dir: str | Path | None = None, log: Callable[[str], None] | None = None):
+                 run_dir: str | Path | None = None):
         self.cfg = cfg
         self.fixes = fixes_of(cfg)
         self.quiet = quiet
-        self._log = log
         self.callbacks = CallbackList(callbacks)
         self.schedule = StageSchedule.from_config(cfg)
         self.device = resolve_device(cfg.training.device)
@@ -110,7 +117,7 @@ class Trainer:
         torch.backends.cudnn.benchmark = wants_cudnn_benchmark(
             self.device, fixed_sizes=cfg.data.val_resize == "squash")
         seed_everything(cfg.training.seed)
-        self.data = data if data is not None else build_data(cfg, log=self.log)
+        self.data = data if data is not None else build_data(cfg)
         self.train_loader = make_loader(self.data.train, cfg, train=True, device=self.device)
         self.val_loader = make_loader(self.data.val, cfg, train=False, device=self.device)
 
@@ -141,12 +148,6 @@ class Trainer:
     def checkpoint_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    def log(self, message: str) -> None:
-        if self._log is not None:
-            self._log(message)
-        elif not self.quiet:
-            tqdm.write(message)
-
     def fit(self, resume: str | Path | None = None) -> TrainResult:
         if resume is not None:
             self._restore(load_checkpoint(resume), Path(resume))
@@ -158,7 +159,7 @@ class Trainer:
             self.run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=out))
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         save_toml(self.cfg, self.run_dir / "config.toml")
-        self.log(f"run {self.run_dir}: {self.fixes.label()}, device {self.device}, "
+        _log.info(f"run {self.run_dir}: {self.fixes.label()}, device {self.device}, "
                  f"stages 0-{self.schedule.s1 - 1} / {self.schedule.s1}-{self.schedule.s2_end - 1} / "
                  f"{self.schedule.s2_end}-{self.schedule.num_epochs - 1}")
         self.callbacks("on_train_start", self)
@@ -169,9 +170,9 @@ class Trainer:
         final = self._save("final_model.pth")
         if self.best_checkpoint is None:
             self.best_checkpoint = final
-        validated = [h for h in self.history if "val_psnr" in h]
+        validated = [h for h in self.history if VAL_PSNR in h]
         result = TrainResult(
-            best_val_psnr=_best(validated, "val_psnr"), best_val_ssim=_best(validated, "val_ssim"),
+            best_val_psnr=_best(validated, VAL_PSNR), best_val_ssim=_best(validated, VAL_SSIM),
             final_metrics=dict(validated[-1]) if validated else {}, history=list(self.history),
             epochs_run=len(self.history), stopped_early=self.stopped_early, run_dir=self.run_dir,
             best_checkpoint=self.best_checkpoint, skipped_batches=self.skipped_batches,
@@ -184,25 +185,25 @@ class Trainer:
         start = time.perf_counter()
         self._update_stage(epoch)
         self._prepare_epoch(epoch)
-        metrics: dict[str, float] = {"epoch": epoch, "stage": self.stage, "mix_factor": self.loss_mix}
+        metrics: dict[str, float] = {EPOCH: epoch, STAGE: self.stage, MIX_FACTOR: self.loss_mix}
         metrics.update(self._train_epoch(epoch))
         # The LRs the epoch ended its training with (before this epoch's scheduler step).
         for group in ("curve", "mask", "other"):
-            metrics[f"lr/{group}"] = group_lr(self.optimizer, group)
+            metrics[lr_metric(group)] = group_lr(self.optimizer, group)
         validated = self.schedule.is_validation_epoch(epoch, self.cfg)
         decision = None
         if validated:
             metrics.update(self._validate())
             # The reference scores with MS-SSIM, which small images cannot have (see _validate).
-            ssim_key = "val_ms_ssim" if "val_ms_ssim" in metrics else "val_ssim"
+            ssim_key = VAL_MS_SSIM if VAL_MS_SSIM in metrics else VAL_SSIM
             ssim_for_score = metrics[ssim_key]
-            decision = self.selection.update(self.stage, metrics["val_psnr"], ssim_for_score,
-                                             metrics["val_saturation"], self.cfg)
-            metrics["val_adjusted_psnr"] = metrics["val_psnr"] - decision.penalty
-            metrics["val_score"] = decision.monitor
+            decision = self.selection.update(self.stage, metrics[VAL_PSNR], ssim_for_score,
+                                             metrics[VAL_SATURATION], self.cfg)
+            metrics[VAL_ADJUSTED_PSNR] = metrics[VAL_PSNR] - decision.penalty
+            metrics[VAL_SCORE] = decision.monitor
             self.stopped_early = decision.stop
         self._step_scheduler(validated, metrics)
-        metrics["epoch_seconds"] = time.perf_counter() - start
+        metrics[EPOCH_SECONDS] = time.perf_counter() - start
         self.history.append(metrics)
         self.epoch = epoch + 1
 
@@ -216,9 +217,9 @@ class Trainer:
         if every and epoch > 0 and epoch % every == 0:
             saved.append(self._save(f"checkpoint_epoch_{epoch}.pth"))
         saved.append(self._save("last.pth"))
-        self.log(self._summary(metrics))
+        _log.info(self._summary(metrics))
         if self.stopped_early:
-            self.log(f"early stop at epoch {epoch} (stage {self.stage}, patience "
+            _log.info(f"early stop at epoch {epoch} (stage {self.stage}, patience "
                      f"{self.selection.patience})")
         for path in saved:
             self.callbacks("on_checkpoint", self, path, epoch)
@@ -231,7 +232,7 @@ class Trainer:
         self.old_stage, self.stage = self.stage, stage
         self.switch_epoch = epoch
         self.loss_mix = 0.0
-        self.selection.new_stage(reset_best=self.fixes.corrects("reset_best_per_stage"))
+        self.selection.new_stage(reset_best=self.fixes.corrects(RESET_BEST_PER_STAGE))
         self.unfreeze_done = False
         if stage == 2:
             _set_trainable(self.model.mask_predictor, False)
@@ -239,7 +240,7 @@ class Trainer:
                 if module is not None:
                     _set_trainable(module, True)
         self.scheduler = cosine_scheduler(self.optimizer, self.cfg, epoch)
-        self.log(f"epoch {epoch}: stage {stage} begins")
+        _log.info(f"epoch {epoch}: stage {stage} begins")
         self.callbacks("on_stage_start", self, stage, epoch)
 
     def _prepare_epoch(self, epoch: int) -> None:
@@ -248,13 +249,13 @@ class Trainer:
         self.loss_mix = mix_factor(self.stage, e, cfg)
         if self.stage == 2:
             self.criteria[2].weights = ramp_weights(cfg.stage2, cfg.ramp.keys, e, cfg.ramp.warmup_epochs)
-            if (self.fixes.on("mask_unfreeze.unfreeze") and e == cfg.optim.mask_unfreeze_epoch
+            if (self.fixes.on(MASK_UNFREEZE_UNFREEZE) and e == cfg.optim.mask_unfreeze_epoch
                     and not self.unfreeze_done):
                 _set_trainable(self.model.mask_predictor, True)
                 unfreeze_lr = cfg.optim.mask_unfreeze_lr * cfg.optim.lr_scale
                 set_group_lr(self.optimizer, "mask", unfreeze_lr)
                 self.unfreeze_done = True
-                self.log(f"epoch {epoch}: mask predictor unfrozen, mask LR {unfreeze_lr:g}")
+                _log.info(f"epoch {epoch}: mask predictor unfrozen, mask LR {unfreeze_lr:g}")
         elif self.stage == 3:
             self.criteria[3].weights.w_perceptual = perceptual_warmup(
                 cfg.stage3.w_perceptual, e, self.switch_epoch, self.schedule, cfg)
@@ -265,7 +266,7 @@ class Trainer:
         criterion = self.criteria[self.stage]
         if self.old_stage is None or target is None:
             return criterion(out, target, input01)
-        if (self.stage == 2 and not self.fixes.on("mask_unfreeze.unfreeze")
+        if (self.stage == 2 and not self.fixes.on(MASK_UNFREEZE_UNFREEZE)
                 and epoch - self.switch_epoch == self.cfg.optim.mask_unfreeze_epoch):
             # Pre-fix: this block sat in the per-batch loss function, so it ran on every batch.
             _set_trainable(self.model.mask_predictor, True)
@@ -291,14 +292,15 @@ class Trainer:
         cap = cfg.training.max_train_batches
         total = min(cap, len(self.train_loader)) if cap else len(self.train_loader)
         accum = cfg.training.accum_batches
-        clamp = None if self.fixes.corrects("no_loss_clamp") else cfg.loss.trainer_clamp
+        clamp = None if self.fixes.corrects(NO_LOSS_CLAMP) else cfg.loss.trainer_clamp
         loss_sum = torch.zeros((), device=device)
         psnr_sum = torch.zeros((), device=device)
         term_sums: dict[str, torch.Tensor] = {}
         term_counts: dict[str, int] = {}
         valid = supervised = skipped = images = 0
+        # disable=None: tqdm draws the bar only on a terminal; a log file gets the epoch line only
         bar = tqdm(total=total, desc=f"epoch {epoch} [stage {self.stage}]", unit="batch",
-                   disable=self.quiet, leave=False, dynamic_ncols=True)
+                   disable=True if self.quiet else None, leave=False, dynamic_ncols=True)
         start = time.perf_counter()
         try:
             for i, batch in enumerate(self.train_loader):
@@ -332,7 +334,7 @@ class Trainer:
                     psnr_sum += psnr(out["enhanced"].detach().float(), target).mean()
                     supervised += 1
                 images += x.shape[0]
-                if not self.quiet and valid % POSTFIX_EVERY == 0:
+                if not bar.disable and valid % POSTFIX_EVERY == 0:
                     seconds = time.perf_counter() - start
                     bar.set_postfix(loss=f"{loss_sum.item() / valid:.4f}",
                                     img_s=f"{images / max(seconds, 1e-9):.1f}")
@@ -343,15 +345,15 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.skipped_batches += skipped
         metrics: dict[str, float] = {
-            "train_loss": loss_sum.item() / valid if valid else float("nan"),
-            "skipped_batches": skipped,
-            "images_per_second": images / seconds if seconds > 0 else 0.0,
+            TRAIN_LOSS: loss_sum.item() / valid if valid else float("nan"),
+            SKIPPED_BATCHES: skipped,
+            IMAGES_PER_SECOND: images / seconds if seconds > 0 else 0.0,
         }
         if supervised:
-            metrics["train_psnr"] = psnr_sum.item() / supervised
+            metrics[TRAIN_PSNR] = psnr_sum.item() / supervised
         if term_sums:
             values = torch.stack([term_sums[n].reshape(()) for n in term_sums]).tolist()
-            metrics.update({f"loss/{n}": v / term_counts[n] for n, v in zip(term_sums, values)})
+            metrics.update({loss_metric(n): v / term_counts[n] for n, v in zip(term_sums, values)})
         return metrics
 
     def _validate(self) -> dict[str, float]:
@@ -359,7 +361,7 @@ class Trainer:
         every validated image's smaller side is > 160 pixels. Batches the NaN guard leaves out are
         counted in ``val_skipped_batches`` and logged; none left: the metrics are NaN."""
         cfg, device = self.cfg, self.device
-        guard = self.fixes.on("mask_unfreeze.val_nan_guard")
+        guard = self.fixes.on(MASK_UNFREEZE_VAL_NAN_GUARD)
         self.model.eval()
         names = ("psnr", "ssim", "ms_ssim", "saturation")
         sums = {n: torch.zeros((), device=device) for n in names}
@@ -402,38 +404,38 @@ class Trainer:
         empty = math.nan if batches else 0.0
         mean = {n: totals[n] / n_valid if n_valid else empty for n in names}
         if n_valid < batches:
-            self.log(f"validation: {batches - n_valid} of {batches} batch(es) had non-finite "
+            _log.info(f"validation: {batches - n_valid} of {batches} batch(es) had non-finite "
                      f"metrics and were left out"
                      + ("; none was finite, so the validation metrics are NaN" if not n_valid
                         else ""))
-        metrics = {"val_psnr": mean["psnr"], "val_ssim": mean["ssim"],
-                   "val_saturation": mean["saturation"], "val_skipped_batches": batches - n_valid}
+        metrics = {VAL_PSNR: mean["psnr"], VAL_SSIM: mean["ssim"],
+                   VAL_SATURATION: mean["saturation"], VAL_SKIPPED_BATCHES: batches - n_valid}
         if batches and ms_batches == batches:
-            metrics["val_ms_ssim"] = mean["ms_ssim"]
+            metrics[VAL_MS_SSIM] = mean["ms_ssim"]
         elif not self._ms_ssim_noted:
             self._ms_ssim_noted = True
-            self.log(f"val_ms_ssim not computed: validation images need a smaller side > "
+            _log.info(f"val_ms_ssim not computed: validation images need a smaller side > "
                      f"{MS_SSIM_MIN_SIDE} px; model selection uses val_ssim in its place")
         if batches == 0:
-            self.log("validation: no batch with ground truth; metrics are 0")
+            _log.info("validation: no batch with ground truth; metrics are 0")
         return metrics
 
     def _step_scheduler(self, validated: bool, metrics: dict[str, float]) -> None:
         if isinstance(self.scheduler, ReduceLROnPlateau):
             # Plateau needs a metric, so it can only step on validation epochs.
             if validated:
-                self.scheduler.step(metrics["val_psnr"])
-        elif validated or self.fixes.corrects("scheduler_every_epoch"):
+                self.scheduler.step(metrics[VAL_PSNR])
+        elif validated or self.fixes.corrects(SCHEDULER_EVERY_EPOCH):
             self.scheduler.step()
 
     def _summary(self, m: dict[str, float]) -> str:
         parts = [f"epoch {m['epoch']} [s{m['stage']}]", f"loss {m['train_loss']:.4f}"]
-        if "train_psnr" in m:
+        if TRAIN_PSNR in m:
             parts.append(f"train psnr {m['train_psnr']:.2f}")
-        if "val_psnr" in m:
+        if VAL_PSNR in m:
             parts.append(f"val psnr {m['val_psnr']:.2f} ssim {m['val_ssim']:.4f} "
                          f"sat {m['val_saturation']:.3f}")
-        if m["skipped_batches"]:
+        if m[SKIPPED_BATCHES]:
             parts.append(f"skipped {m['skipped_batches']}")
         parts += self._status_flags(m)
         parts.append(f"{m['images_per_second']:.1f} img/s")
@@ -441,14 +443,14 @@ class Trainer:
 
     def _status_flags(self, m: dict[str, float]) -> list[str]:
         """The reference's epoch flags (§5.8): OVERFIT, LOW_COLOR, PENALTY:x."""
-        if "val_psnr" not in m:
+        if VAL_PSNR not in m:
             return []
         flags = []
-        if m["epoch"] > 5 and m.get("train_psnr", -math.inf) - m["val_psnr"] > 4:
+        if m[EPOCH] > 5 and m.get(TRAIN_PSNR, -math.inf) - m[VAL_PSNR] > 4:
             flags.append("OVERFIT")
-        if m["val_saturation"] < self.cfg.color_thresholds.min_saturation:
+        if m[VAL_SATURATION] < self.cfg.color_thresholds.min_saturation:
             flags.append("LOW_COLOR")
-        penalty = m["val_psnr"] - m["val_adjusted_psnr"]
+        penalty = m[VAL_PSNR] - m[VAL_ADJUSTED_PSNR]
         if penalty > 0:
             flags.append(f"PENALTY:{penalty:.2f}")
         return flags
@@ -507,4 +509,4 @@ class Trainer:
         self.history = [dict(h) for h in payload["history"]]
         self.epoch = t["epoch"] + 1
         set_rng_state(payload["rng"])
-        self.log(f"resumed from {path} at epoch {self.epoch} (stage {self.stage})")
+        _log.info(f"resumed from {path} at epoch {self.epoch} (stage {self.stage})")

@@ -2,13 +2,10 @@ import pytest
 import torch
 
 from data_helpers import cfg_for, remdinet_tree
-from remdinet.config import ConfigError, resolve
+from remdinet.config import ConfigError
 from remdinet.data import AUTO_WORKERS, Feeding, build_data, feeding, make_loader
 from remdinet.data.feeding import MAX_AUTO_WORKERS, auto_workers
-
-
-def _quiet(msg):
-    return None
+from remdinet.resolve import resolve
 
 
 def test_the_default_num_workers_is_auto_and_below_it_is_rejected():
@@ -46,7 +43,7 @@ def test_an_explicit_worker_count_is_kept_and_workers_persist_only_when_there_ar
 def test_make_loader_applies_the_feeding_of_the_device_it_is_given(tmp_path):
     remdinet_tree(tmp_path, n=3, val=1)
     cfg = cfg_for(tmp_path, training__num_workers=AUTO_WORKERS)
-    dataset = build_data(cfg, log=_quiet).train
+    dataset = build_data(cfg).train
     cpu = make_loader(dataset, cfg, train=True, device=torch.device("cpu"))
     assert (cpu.num_workers, cpu.pin_memory, cpu.persistent_workers) == (0, False, False)
     # building a loader for CUDA needs no CUDA device; only iterating it would
@@ -60,7 +57,7 @@ def test_iterating_the_loader_leaves_the_global_torch_rng_untouched(tmp_path, wo
     # workers persist, or an exact resume would not be exact
     remdinet_tree(tmp_path, n=4, val=1)
     cfg = cfg_for(tmp_path, training__num_workers=workers)
-    loader = make_loader(build_data(cfg, log=_quiet).train, cfg, train=True)
+    loader = make_loader(build_data(cfg).train, cfg, train=True)
     before = torch.get_rng_state()
     for _ in range(2):
         assert sum(len(b["name"]) for b in loader) == 4

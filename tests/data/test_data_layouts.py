@@ -19,7 +19,7 @@ def _lol_v2(base, n_train=3):
 def test_remdinet_layout_is_detected_and_loaded(tmp_path):
     remdinet_tree(tmp_path, n=4, val=2)
     assert detect_layout(tmp_path) == "remdinet"
-    bundle = build_data(cfg_for(tmp_path), log=lambda m: None)
+    bundle = build_data(cfg_for(tmp_path))
     assert bundle.info["layout"] == "remdinet"
     assert (len(bundle.train), len(bundle.val)) == (4, 2)
     assert bundle.info["split"]["source"] == "folder"
@@ -28,14 +28,14 @@ def test_remdinet_layout_is_detected_and_loaded(tmp_path):
 def test_remdinet_test_split_is_recorded(tmp_path):
     remdinet_tree(tmp_path, n=3)
     pair_tree(tmp_path, "test_data", "test_gt", ["t.png"])
-    info = build_data(cfg_for(tmp_path, data__val_split=0.4), log=lambda m: None).info
+    info = build_data(cfg_for(tmp_path, data__val_split=0.4)).info
     assert info["test"]["low"].endswith("test_data")
 
 
 def test_lol_v1_layout_uses_eval15_for_validation(tmp_path):
     _lol_v1(tmp_path)
     assert detect_layout(tmp_path) == "lol_v1"
-    bundle = build_data(cfg_for(tmp_path), log=lambda m: None)
+    bundle = build_data(cfg_for(tmp_path))
     assert bundle.info["layout"] == "lol_v1"
     assert bundle.train.names() == ["2.png", "5.png", "9.png"] and bundle.val.names() == ["1.png"]
 
@@ -45,7 +45,7 @@ def test_lol_v2_real_captured_below_root_is_detected(tmp_path):
     assert detect_layout(tmp_path) == "lol_v2_real"
     layout = resolve_layout(tmp_path)
     assert layout.root.name == "Real_captured" and layout.val.low.name == "Low"
-    bundle = build_data(cfg_for(tmp_path), log=lambda m: None)
+    bundle = build_data(cfg_for(tmp_path))
     assert (len(bundle.train), len(bundle.val)) == (3, 1)
 
 
@@ -58,7 +58,7 @@ def test_lol_v2_synthetic_is_detected_case_insensitively(tmp_path):
     base = tmp_path / "synthetic"
     pair_tree(base, "train/low", "train/normal", ["r1.png", "r2.png"])
     assert detect_layout(tmp_path) == "lol_v2_synthetic"
-    assert len(build_data(cfg_for(tmp_path, data__val_split=0.5), log=lambda m: None).train) == 1
+    assert len(build_data(cfg_for(tmp_path, data__val_split=0.5)).train) == 1
 
 
 def test_lol_v2_root_with_both_subsets_needs_the_layout_name(tmp_path):
@@ -66,8 +66,8 @@ def test_lol_v2_root_with_both_subsets_needs_the_layout_name(tmp_path):
     _lol_v2(tmp_path / "Synthetic", n_train=2)
     with pytest.raises(DataError, match="ambiguous layout"):
         detect_layout(tmp_path)
-    real = build_data(cfg_for(tmp_path, data__layout="lol_v2_real"), log=lambda m: None)
-    synth = build_data(cfg_for(tmp_path, data__layout="lol_v2_synthetic"), log=lambda m: None)
+    real = build_data(cfg_for(tmp_path, data__layout="lol_v2_real"))
+    synth = build_data(cfg_for(tmp_path, data__layout="lol_v2_synthetic"))
     assert (len(real.train), len(synth.train)) == (3, 2)
 
 

@@ -13,9 +13,8 @@ def _tiny(tmp_path, **kw):
     return SyntheticConfig(size=32, crops_per_image=1, cache_dir=str(tmp_path), **kw)
 
 
-def test_tiny_set_is_written_in_the_remdinet_layout_with_a_manifest(tmp_path):
-    logs = []
-    root = ensure_dataset(_tiny(tmp_path), log=logs.append)
+def test_tiny_set_is_written_in_the_remdinet_layout_with_a_manifest(tmp_path, logged):
+    root = ensure_dataset(_tiny(tmp_path))
     assert detect_layout(root) == "remdinet"
     manifest = json.loads((root / "manifest.json").read_text())
     n_files = sum(len(f) for f in SCENES.values())
@@ -24,7 +23,7 @@ def test_tiny_set_is_written_in_the_remdinet_layout_with_a_manifest(tmp_path):
         lows = sorted(p.name for p in (root / f"{split}_data").iterdir())
         gts = sorted(p.name for p in (root / f"{split}_gt").iterdir())
         assert lows == gts and len(lows) == manifest["summary"][split] > 0
-    assert "mean input PSNR" in logs[0]
+    assert "mean input PSNR" in logged.messages[0]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp folder renamed away
 
 
@@ -78,7 +77,7 @@ def test_no_val_folders_when_val_fraction_is_zero(tmp_path):
 def test_build_data_with_empty_root_uses_the_embedded_set(tmp_path):
     cfg = cfg_for("", synthetic__size=32, synthetic__crops_per_image=1,
                   synthetic__cache_dir=str(tmp_path))
-    bundle = build_data(cfg, log=lambda m: None)
+    bundle = build_data(cfg)
     assert bundle.info["embedded"] and bundle.info["layout"] == "remdinet"
     assert bundle.info["split"]["source"] == "folder"
     assert len(bundle.train) + len(bundle.val) == sum(len(f) for f in SCENES.values())

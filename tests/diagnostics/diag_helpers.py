@@ -6,10 +6,11 @@ from typing import Any
 import torch
 
 from remdinet.colour import normalize
-from remdinet.config import Config, resolve
+from remdinet.config import Config
 from remdinet.exp.presets import load_preset
 from remdinet.fixes import FixSet
 from remdinet.model import build_model
+from remdinet.resolve import resolve
 
 
 def tiny_overrides(fixset: FixSet) -> dict[str, Any]:

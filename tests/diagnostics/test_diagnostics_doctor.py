@@ -94,7 +94,7 @@ def test_colour_clamp_fix_alone_is_invisible_on_top_of_the_corrected_profile():
 def test_the_doctor_observes_without_changing_what_the_slice_trains():
     # two full batches of the tiny set per epoch, as run_doctor caps it
     cfg = doctor_config(tiny_overrides(FixSet.all_on()), {"training.max_train_batches": 2})
-    data = build_data(cfg, log=lambda _m: None)
+    data = build_data(cfg)
     histories = []
     for callbacks in ([], [DoctorCallback(cfg, build_probes(data.val))]):
         with tempfile.TemporaryDirectory() as tmp:

@@ -226,7 +226,7 @@ def test_sigterm_stops_an_in_process_ablation_at_an_epoch_end_and_closes_its_run
 @needs_server
 def test_three_workers_on_postgresql_give_one_parent_and_one_run_per_cell(tmp_path, pg_database):
     storage, tracking = pg_database("optuna"), pg_database("mlflow")
-    proc, log = _start(tmp_path, tracking, storage, "--workers", "3", "--seeds", "2")
+    proc, log = _start(tmp_path, tracking, storage, "--workers", "3", "--force", "--seeds", "2")
     code = proc.wait(timeout=WAIT)
     assert code == 0, log.read_text(encoding="utf-8")
     client = MlflowClient(tracking)

@@ -59,6 +59,11 @@ def trials(storage_url: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=STUDY, storage=storage_url).get_trials(deepcopy=False)
 
 
+def retries_of(failed: optuna.trial.FrozenTrial, among: list[optuna.trial.FrozenTrial]
+               ) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in among if t.system_attrs.get("failed_trial") == failed.number]
+
+
 def child_runs(client: MlflowClient) -> list:
     exp = client.get_experiment_by_name(STUDY)
     runs = client.search_runs([exp.experiment_id], max_results=1000)
@@ -113,7 +118,7 @@ def test_three_workers_run_exactly_nine_trials_each_one_mlflow_child_of_one_pare
         tmp_path, pg_database):
     storage, tracking = pg_database("optuna"), pg_database("mlflow")
     proc, log = start_cli(tmp_path, tracking, "--storage", storage, "--workers", "3",
-                         "--n-trials", "9")
+                         "--force", "--n-trials", "9")
     code, output = finish(proc, log)
     assert code == 0, output
     assert len(re.findall(r"^worker \d \(pid \d+\) finished$", output, re.M)) == 3, output
@@ -139,8 +144,8 @@ def test_a_sigkilled_workers_trial_is_failed_after_the_grace_period_and_retried_
         tmp_path, pg_database):
     storage, tracking = pg_database("optuna"), pg_database("mlflow")
     proc, log = start_cli(tmp_path, tracking, "--storage", storage, "--workers", "3",
-                         "--n-trials", "6", "--heartbeat-interval", "1", "--grace-period", "3",
-                         *LONG_EPOCHS)
+                         "--force", "--n-trials", "6", "--heartbeat-interval", "1",
+                         "--grace-period", "3", *LONG_EPOCHS)
     victim = wait_for_trial_past_first_epoch(tmp_path, storage, proc, log)
     pid = int(victim.user_attrs[WORKER_ATTR].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGKILL)
@@ -156,7 +161,9 @@ def test_a_sigkilled_workers_trial_is_failed_after_the_grace_period_and_retried_
     assert retry.params == victim.params
     assert not [t for t in done.values() if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # the retry took the place of the killed trial: 6 results were asked for, 6 were delivered
-    assert sum(t.state == TrialState.COMPLETE for t in done.values()) == 6
+    assert sum(t.state == TrialState.COMPLETE for t in done.values()) == 6, (
+        {n: (t.state.name, t.system_attrs.get("failed_trial"), t.user_attrs.get("fail_reason"))
+         for n, t in done.items()}, output)
     print(f"SIGKILL -> retry trial started: "
           f"{(retry.datetime_start - killed_at).total_seconds():.1f} s (grace period 3 s)")
 
@@ -179,7 +186,7 @@ def test_a_sigkilled_workers_trial_is_failed_after_the_grace_period_and_retried_
 
 def test_four_local_workers_share_one_sqlite_study(tmp_path, tracking_uri, storage_url):
     proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--workers", "4",
-                          "--n-trials", "4")
+                          "--force", "--n-trials", "4")
     code, output = finish(proc, log)
     assert code == 0, output
     assert "database is locked" not in output
@@ -195,9 +202,8 @@ def test_four_local_workers_share_one_sqlite_study(tmp_path, tracking_uri, stora
 
 def test_sigterm_stops_at_the_epoch_boundary_and_the_retry_resumes_from_the_checkpoint(
         tmp_path, tracking_uri, storage_url):
-    # two workers, one trial: the signal reaches the workers through the launching process, one
-    # worker is training, the other waiting for it
-    proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--n-trials", "1",
+    # two workers, two trials: the signal reaches the workers through the launching process
+    proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--n-trials", "2",
                           "--workers", "2", *LONG_EPOCHS)
     victim = wait_for_trial_past_first_epoch(tmp_path, storage_url, proc, log)
     proc.send_signal(signal.SIGTERM)
@@ -206,12 +212,12 @@ def test_sigterm_stops_at_the_epoch_boundary_and_the_retry_resumes_from_the_chec
     assert len(re.findall(r"^worker \d \(pid \d+\) stopped on SIGTERM \(exit 143\)$", output,
                           re.M)) == 2, output
     assert "stopped: study 'dist' stopped by SIGTERM" in output and "Traceback" not in output
-    (stopped, waiting) = trials(storage_url)
-    assert stopped.number == victim.number and stopped.state == TrialState.FAIL
+    stopped = trials(storage_url)[victim.number]
+    assert stopped.state == TrialState.FAIL
     assert stopped.user_attrs[FAIL_ATTR].startswith("interrupted: stopped by SIGTERM at the end "
                                                     "of epoch")
+    (waiting,) = retries_of(stopped, trials(storage_url))
     assert waiting.state == TrialState.WAITING
-    assert waiting.system_attrs["failed_trial"] == stopped.number
     assert waiting.params == stopped.params
     client = MlflowClient(tracking_uri)
     run = client.get_run(stopped.user_attrs[RUN_ATTR])
@@ -226,8 +232,12 @@ def test_sigterm_stops_at_the_epoch_boundary_and_the_retry_resumes_from_the_chec
     proc, log = start_cli(tmp_path, tracking_uri, "--storage", storage_url, "--join", *LONG_EPOCHS)
     code, output = finish(proc, log)
     assert code == 0, output
-    stopped, retried = trials(storage_url)
+    done = trials(storage_url)
+    (retried,) = retries_of(stopped, done)
     assert retried.state == TrialState.COMPLETE
+    assert {t.state for t in done} == {TrialState.COMPLETE, TrialState.FAIL}
+    assert all(t.user_attrs[FAIL_ATTR].startswith("interrupted: stopped by SIGTERM")
+               for t in done if t.state == TrialState.FAIL)  # no failure but the stop
     retry_run = client.get_run(retried.user_attrs[RUN_ATTR])
     assert retry_run.data.tags["resumed_from"] == str(checkpoint)
     assert retry_run.data.tags["mlflow.parentRunId"] == parent.info.run_id

@@ -81,7 +81,7 @@ def test_ablate_with_doctor_tags_each_variant_run_with_its_doctor_summary(tracki
     variants = ablate_mod.build_variants(grid="none")  # all-on and all-off only
     ablate_mod.run_ablation(base, variants, "doc", f"sqlite:///{tmp_path / 'optuna.db'}",
                             tracking_uri, EngineOptions(quiet=True), grid="none",
-                            log=lambda _m: None, doctor=True)
+                            doctor=True)
     _, doctors = _runs(tracking_uri, EXPERIMENT)
     doctor_runs = {r.info.run_id: r for r in doctors}
     _, runs = _runs(tracking_uri, ablate_mod.EXPERIMENT)
@@ -114,7 +114,7 @@ def test_study_run_with_doctor_tags_each_trial_run(tracking_uri, storage_url, tm
         high = 0.2
         """))
     study_mod.run_study(load_spec(path), storage_url, tracking_uri,
-                        EngineOptions(quiet=True, doctor=True), log=lambda _m: None)
+                        EngineOptions(quiet=True, doctor=True))
     _, (doctor_run,) = _runs(tracking_uri, EXPERIMENT)
     _, runs = _runs(tracking_uri, "s")
     (trial,) = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

@@ -1,6 +1,7 @@
 """End to end on the tiny preset: ablation and study through the CLI into temporary stores."""
 from __future__ import annotations
 
+import math
 import textwrap
 
 import optuna
@@ -9,11 +10,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from remdinet.config import Config, resolve
+from data_helpers import pair_tree
+from remdinet.config import Config
 from remdinet.data import ensure_dataset
 from remdinet.exp.cli import app
 from remdinet.exp.presets import load_preset
 from remdinet.exp.engine import PARENT_ATTR, RUN_ATTR
+from remdinet.resolve import resolve
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 runner = CliRunner()
@@ -81,6 +84,10 @@ def test_train_then_evaluate_through_the_cli(tracking_uri, tmp_path):
     assert run.info.run_id in result.output and run.info.status == "FINISHED"
     assert {"final_psnr", "final_ssim", "best_val_psnr"} <= set(run.data.metrics)
     checkpoint = run.data.tags["best_checkpoint"]
+    assert f"final_psnr **{run.data.metrics['final_psnr']:.4f}**" in \
+        run.data.tags["mlflow.note.content"]  # the run's Overview description
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert dataset.name.startswith("remdinet:synthetic-") and dataset.digest
     data_root = ensure_dataset(resolve(load_preset("tiny")).synthetic)
     out = tmp_path / "eval"
     result = runner.invoke(app, ["evaluate", "--checkpoint", checkpoint, "--data", str(data_root),
@@ -141,6 +148,13 @@ def test_study_trials_match_mlflow_child_runs_and_resume_adds_trials(tracking_ur
         assert run.data.metrics["final_psnr"] == pytest.approx(trial.value)
         assert float(run.data.params["color_thresholds.min_saturation"]) == \
             pytest.approx(trial.params["color_thresholds.min_saturation"])
+        assert "best_checkpoint" not in tags  # its checkpoints were deleted with the trial
+        assert len(run.outputs.model_outputs) == 1  # the model stays, as an MLflow model
+    best_run = study.best_trial.user_attrs[RUN_ATTR]
+    note = client.get_run(parent).data.tags["mlflow.note.content"]
+    assert f"Best trial **{study.best_trial.number}**" in note and best_run in note
+    assert "`color_thresholds.min_saturation`" in note
+    assert by_run[best_run].outputs.model_outputs[0].model_id in note
     exported = export.read_text()
     assert exported.startswith(f"# best trial {study.best_trial.number} of study 'tiny_study'")
     assert Config.from_toml(exported).color_thresholds.min_saturation == \
@@ -160,6 +174,32 @@ def test_study_trials_match_mlflow_child_runs_and_resume_adds_trials(tracking_ur
     assert len(children) == 4
     assert {r.info.run_id for r in children} == {t.user_attrs[RUN_ATTR] for t in study.trials}
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_nsga2_multi_objective_study_logs_its_pareto_front_and_exports_the_picked_trial(
+        tracking_uri, storage_url, tmp_path):
+    spec = tmp_path / "front.toml"
+    spec.write_text(textwrap.dedent("""
+        [study]
+        preset = "tiny"
+        metrics = ["psnr", "ssim"]
+        n_trials = 2
+        sampler = "nsga2"
+        [space."color_thresholds.min_saturation"]
+        type = "float"
+        low = 0.05
+        high = 0.2
+        """))
+    export = tmp_path / "best.toml"
+    cli(tracking_uri, tmp_path, "study", "run", str(spec), "--storage", storage_url,
+        "--export", str(export), "--pick", "ssim")
+    study = optuna.load_study(study_name="front", storage=storage_url)
+    assert study.metric_names == ["psnr", "ssim"]
+    best = max(study.best_trials, key=lambda t: t.values[1])
+    assert export.read_text().startswith(f"# best trial {best.number} of study 'front'")
+    plots = {a.path for a in MlflowClient(tracking_uri).list_artifacts(
+        study.user_attrs[PARENT_ATTR], "plots")}
+    assert "plots/pareto_front.png" in plots
 
 
 def test_pruned_trial_is_pruned_in_optuna_and_mlflow(tracking_uri, storage_url, tmp_path):
@@ -211,3 +251,16 @@ def test_trial_with_an_invalid_sampled_config_fails_in_both_and_the_study_goes_o
     assert run.info.status == "FAILED"
     assert run.data.tags["optuna.state"] == "FAIL"
     assert "decoder_dim must be divisible by model.decoder_heads" in run.data.tags["fail_reason"]
+
+
+def test_recipe_preset_trains_on_a_lol_layout_folder(tracking_uri, tmp_path):
+    root = tmp_path / "LOL"
+    pair_tree(root, "our485/low", "our485/high", ["2.png", "5.png", "9.png", "12.png"], 72, 72)
+    pair_tree(root, "eval15/low", "eval15/high", ["1.png"], 72, 72, seed=50)
+    cli(tracking_uri, tmp_path, "train", "--preset", "recipe", "--data", str(root),
+        "--set", "training.num_epochs=2", "--set", "training.val_dense_epochs=2")
+    (run,) = runs_of(MlflowClient(tracking_uri), "train")
+    assert run.info.status == "FINISHED"
+    assert run.data.params["fixes.profile"] == "corrected"
+    assert run.data.params["data.layout"] in ("auto", "lol_v1")
+    assert math.isfinite(run.data.metrics["val_psnr"])

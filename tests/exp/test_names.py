@@ -87,7 +87,7 @@ def test_engine_refuses_a_job_whose_name_escapes_before_opening_any_store(tmp_pa
     job = CellJob(kind="verification", name="../x-verify", experiment="x", base={})
     with pytest.raises(ConfigError, match="^verification name: '../x-verify'"):
         Engine(job, f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'm.db'}",
-               EngineOptions(), log=print)
+               EngineOptions())
     assert list(tmp_path.iterdir()) == []
 
 

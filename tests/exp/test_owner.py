@@ -1,33 +1,53 @@
 """Runs owned by a process (tag ``worker`` = ``host:pid``) and closed when that process is gone."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
 from cli_process import LONG_EPOCHS, finish, start_cli, wait_until
-from remdinet.exp.owner import OWNER_TAG, is_gone, process_label
+from remdinet.exp import cli as cli_mod
+from remdinet.exp.cli import app
+from remdinet.exp.owner import OWNER_TAG
+from remdinet.exp.tracking import Tracker
+
+runner = CliRunner()
 
 
-def ended_pid() -> int:
-    """The pid of a process that has ended and been reaped (a zombie would still exist)."""
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
+def abandoned_run(tracking_uri: str) -> str:
+    """A RUNNING run of experiment "train" whose owner process of this host has ended."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    tracker = Tracker(tracking_uri)
+    return tracker.create_run(tracker.experiment_id("train"), "killed",
+                              {OWNER_TAG: f"{socket.gethostname()}:{ended.pid}"})
 
 
-def test_an_ended_process_of_this_host_is_gone_and_a_live_one_is_not():
-    assert is_gone(f"{socket.gethostname()}:{ended_pid()}")
-    assert not is_gone(process_label())
-    assert process_label() == f"{socket.gethostname()}:{os.getpid()}"
+def test_compare_closes_the_runs_whose_process_is_gone_before_showing_them(tracking_uri):
+    run_id = abandoned_run(tracking_uri)
+    result = runner.invoke(app, ["--tracking-uri", tracking_uri, "compare", "train"])
+    assert result.exit_code == 0, result.output
+    assert "KILLED" in result.output and "RUNNING" not in result.output
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["fail_reason"].startswith("abandoned: its process")
 
 
-def test_a_process_of_another_host_is_never_gone():
-    assert not is_gone(f"elsewhere-{socket.gethostname()}:{ended_pid()}")
+def test_ui_closes_the_runs_whose_process_is_gone_before_the_server_starts(tracking_uri,
+                                                                          monkeypatch):
+    run_id = abandoned_run(tracking_uri)
+    seen = []
+    monkeypatch.setattr(cli_mod, "serve_ui", lambda cmd, env: (
+        seen.append(MlflowClient(tracking_uri).get_run(run_id).info.status),
+        0)[1])
+    result = runner.invoke(app, ["--tracking-uri", tracking_uri, "ui", "--port", "5999"])
+    assert result.exit_code == 0, result.output
+    assert seen == ["KILLED"]  # already closed when the server started
 
 
 @pytest.mark.slow
@@ -44,6 +64,10 @@ def test_a_sigkilled_trains_run_is_closed_killed_by_the_next_train_which_can_res
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("train").experiment_id])
     assert run.info.status == "RUNNING" and run.data.tags[OWNER_TAG] == owner
+    # what a kill during a checkpoint write leaves: the temporary file save_checkpoint renames
+    half_written = (Path(run.data.tags["run_dir"]) / "checkpoints"
+                    / f".last.pth.tmp-{socket.gethostname()}-{proc.pid}")
+    half_written.write_bytes(b"half a checkpoint")
 
     proc, log = start_cli(tmp_path, tracking_uri, "--quiet", "train", "--resume", run.info.run_id)
     code, output = finish(proc, log)
@@ -52,6 +76,7 @@ def test_a_sigkilled_trains_run_is_closed_killed_by_the_next_train_which_can_res
             f"without closing the run") in output
     resumed = client.get_run(run.info.run_id)
     assert resumed.info.status == "FINISHED"
+    assert not half_written.exists()  # removed by the next save into its folder
     # the epochs the killed process saved are in the run once, whether or not it logged them
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_psnr"))
     assert steps == [0, 1, 2, 3]

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from remdinet.config import Config, ConfigError, resolve
+from remdinet.config import Config, ConfigError
 from remdinet.exp.ablate import fix_controlled_keys, variant_configs
 from remdinet.exp.presets import available, load_preset, run_overrides
 from remdinet.exp.versus import validation_view
+from remdinet.resolve import resolve
 
 PRESETS = ("tiny", "quick", "lol")
 

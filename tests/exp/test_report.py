@@ -1,6 +1,7 @@
 """Ablation table, Markdown writer, charts and run tables."""
 from __future__ import annotations
 
+import io
 import math
 from types import SimpleNamespace
 
@@ -8,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from rich.console import Console
 
+from remdinet.config import ConfigError
 from remdinet.exp.report import (ABLATION_COLUMNS, ablation_chart, ablation_markdown,
-                                 ablation_table, band_position, runs_frame, sample_grid,
-                                 to_markdown)
+                                 ablation_table, band_position, compare_columns, compare_view,
+                                 rich_table, runs_frame, sample_grid, to_markdown)
 from remdinet.exp.stats import ONE_SEED, holm
 
 RECORDS = [
@@ -118,3 +121,58 @@ def test_runs_frame_spreads_tags_params_and_metrics_into_columns():
     assert df.loc[0, "params.training.seed"] == "42"
     assert df.loc[0, "metrics.final_psnr"] == 20.5
     assert "params.training.seed" not in runs_frame([run], include_params=False).columns
+
+
+def _run(name: str, lr: str | None, psnr: float | None, run_id: str) -> SimpleNamespace:
+    params = {"training.seed": "1", **({"optim.lr": lr} if lr is not None else {})}
+    return SimpleNamespace(
+        info=SimpleNamespace(run_id=run_id, run_name=name, status="FINISHED", start_time=0),
+        data=SimpleNamespace(tags={"variant": name}, params=params,
+                             metrics={"epochs_run": 2.0,
+                                      **({"final_psnr": psnr} if psnr is not None else {})}))
+
+
+RUNS = runs_frame([_run("a", "0.25", 20.0, "r1"), _run("b", "0.1", 22.5, "r2"),
+                   _run("parent", None, None, "r3")])
+
+
+def test_compare_columns_are_name_status_differing_params_run_metrics_and_the_id_last():
+    assert compare_columns(RUNS) == ["run_name", "status", "params.optim.lr",
+                                     "metrics.final_psnr", "metrics.epochs_run", "run_id"]
+
+
+def test_compare_view_keeps_the_asked_columns_in_their_order():
+    _, shown = compare_view(RUNS, columns="metrics.final_psnr, run_name,tags.variant")
+    assert shown == ["metrics.final_psnr", "run_name", "tags.variant"]
+
+
+def test_compare_view_sorts_descending_with_a_minus_and_puts_missing_values_last():
+    table, _ = compare_view(RUNS, sort="-metrics.final_psnr")
+    assert list(table["run_name"]) == ["b", "a", "parent"]
+    table, _ = compare_view(RUNS, sort="metrics.final_psnr")
+    assert list(table["run_name"]) == ["a", "b", "parent"]
+
+
+def test_compare_view_sorts_text_params_that_are_numbers_as_numbers():
+    table, _ = compare_view(RUNS, sort="params.optim.lr")
+    assert list(table["params.optim.lr"][:2]) == ["0.1", "0.25"]  # as text, "0.25" < "0.1"
+
+
+@pytest.mark.parametrize("option, kwargs", [("--columns", {"columns": "run_name,final_psnr"}),
+                                            ("--sort", {"sort": "-metrics.final_psnrr"})])
+def test_compare_view_refuses_an_unknown_column_naming_the_option_and_the_closest(option, kwargs):
+    with pytest.raises(ConfigError, match=rf"^{option}: unknown column .*did you mean "
+                                          r"'metrics.final_psnr'\?$"):
+        compare_view(RUNS, **kwargs)
+
+
+def test_rich_table_right_aligns_numbers_and_shows_a_missing_value_as_a_dash():
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    console.print(rich_table(RUNS[["run_name", "metrics.final_psnr"]]))
+    lines = console.file.getvalue().splitlines()
+    assert "run_name" in lines[0] and "metrics.final_psnr" in lines[0]
+    cells = [line.split("│") for line in lines[2:]]
+    assert [c[0].strip() for c in cells] == ["a", "b", "parent"]
+    assert [c[1].rstrip() for c in cells][1].endswith("22.5000")
+    assert cells[2][1].strip() == "–"
+    assert len({len(c[1].rstrip()) for c in cells}) == 1  # right-aligned: all end in one column

@@ -78,8 +78,45 @@ def test_runs_that_cannot_be_continued_are_refused_with_the_reason(tracker, tmp_
         resume_point(tracker, other)
 
 
+def resume_cli(tracker: Tracker, target: str):
+    return CliRunner().invoke(app, ["--tracking-uri", tracker.uri, "train", "--resume", target])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.output.count("error: ") == 1
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    for fragment in fragments:
+        assert fragment in result.output, result.output
+
+
+def test_resume_of_a_missing_path_or_run_is_one_line_naming_it(tracker, tmp_path):
+    missing = tmp_path / "no" / "last.pth"
+    assert_one_line_error(resume_cli(tracker, str(missing)),
+                          f"--resume {missing}: no such checkpoint file, and not an MLflow run id")
+    assert_one_line_error(resume_cli(tracker, "f" * 32),
+                          f"--resume {'f' * 32}: no such MLflow run in the tracking store")
+    assert_one_line_error(resume_cli(tracker, str(tmp_path)),
+                          f"--resume {tmp_path}: a folder, not a checkpoint file")
+
+
+def test_resume_of_a_file_that_is_no_checkpoint_names_it_and_leaves_the_run_stopped(tracker,
+                                                                                   tmp_path):
+    run_id = stopped_train_run(tracker, tmp_path / "run")
+    notes = tmp_path / "run" / "checkpoints" / "notes.txt"
+    notes.write_text("not a checkpoint")
+    assert_one_line_error(resume_cli(tracker, str(notes)), f"{notes}: not a loadable checkpoint")
+    assert_one_line_error(resume_cli(tracker, run_id),  # its last.pth is empty
+                          f"{tmp_path / 'run' / 'checkpoints' / 'last.pth'}: not a loadable")
+    (tmp_path / "run" / RUN_RECORD).write_text("{half")
+    assert_one_line_error(resume_cli(tracker, str(notes)),
+                          f"{tmp_path / 'run' / RUN_RECORD} is not the run record")
+    assert tracker.client.get_run(run_id).info.status == "KILLED"  # never reopened
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--preset", "tiny"], "--preset, --config and --data cannot be given with it"),
+    (["--preset", "tiny"],
+     "--preset, --config, --data, --profile and --disable-fix cannot be given with it"),
     (["--skip-bad", "--set", "training.device=cpu"], "may be set, not data.skip_bad")])
 def test_resume_refuses_options_that_change_the_checkpoints_config(tracker, tmp_path, args,
                                                                     message):

@@ -3,7 +3,6 @@ the ``ui`` banner and the Optuna study attribute ``mlflow_tracking_uri`` carry t
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -74,20 +73,39 @@ def test_a_tracking_database_that_refuses_the_connection_fails_at_once_before_tr
     assert not (tmp_path / "out").exists()
 
 
-def test_ui_keeps_the_password_off_the_child_command_line_and_out_of_the_banner(monkeypatch):
+def started_servers(monkeypatch) -> list:
+    """The (command, environment) of each MLflow UI server ``ui`` starts, none started."""
     started = []
-    monkeypatch.setattr(cli_mod.subprocess, "run", lambda cmd, env, check: (
-        started.append((cmd, env)), SimpleNamespace(returncode=0))[1])
+    monkeypatch.setattr(cli_mod, "serve_ui", lambda cmd, env: (
+        started.append((cmd, env)), 0)[1])
+    return started
+
+
+def test_ui_over_a_store_it_cannot_reach_says_so_without_the_password_and_starts_nothing(
+        monkeypatch):
+    started = started_servers(monkeypatch)
     result = runner.invoke(app, ["--tracking-uri", UNREACHABLE, "ui", "--port", "5999"])
-    assert result.exit_code == 0, result.output
-    assert PASSWORD not in result.output
-    assert "over postgresql://alice:***@127.0.0.1:1/db" in result.output
-    ((cmd, env),) = started
-    assert PASSWORD not in " ".join(cmd)
-    assert env["MLFLOW_BACKEND_STORE_URI"] == UNREACHABLE  # the child reads it from there
+    assert_clean_error_without_password(
+        result, "MLflow tracking URI postgresql://alice:***@127.0.0.1:1/db: cannot connect")
+    assert started == []
 
 
 # -- against the test PostgreSQL server --------------------------------------------------------
+@pytest.mark.postgres
+@needs_server
+def test_ui_keeps_the_password_off_the_child_command_line_and_out_of_the_banner(pg_database,
+                                                                               monkeypatch):
+    tracking = with_password(pg_database("mlflow"))
+    started = started_servers(monkeypatch)
+    result = runner.invoke(app, ["--tracking-uri", tracking, "ui", "--port", "5999"])
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    assert f"over {mask_url(tracking)}" in result.output
+    ((cmd, env),) = started
+    assert PASSWORD not in " ".join(cmd)
+    assert env["MLFLOW_BACKEND_STORE_URI"] == tracking  # the child reads it from there
+
+
 @pytest.mark.postgres
 @needs_server
 def test_show_of_an_unknown_study_masks_the_storage_password(pg_database):
@@ -112,7 +130,7 @@ def test_the_study_stores_the_tracking_uri_masked_and_a_wrong_one_is_told_withou
     tracking = with_password(pg_database("mlflow"))
     job = CellJob(kind="ablation", name="secret-test", experiment="secret-test",
                   base={**load_preset("tiny"), "training.output_dir": str(tmp_path / "out")})
-    engine = Engine(job, storage_url, tracking, EngineOptions(), log=print)
+    engine = Engine(job, storage_url, tracking, EngineOptions())
     study = optuna.load_study(study_name=job.name, storage=storage_url)
     assert study.user_attrs[URI_ATTR] == mask_url(tracking)
     assert PASSWORD not in json.dumps(study.user_attrs)
@@ -121,6 +139,6 @@ def test_the_study_stores_the_tracking_uri_masked_and_a_wrong_one_is_told_withou
 
     with pytest.raises(ConfigError) as refused:  # the same study with another tracking store
         Engine(job, storage_url, f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}",
-               EngineOptions(), log=print)
+               EngineOptions())
     assert f"use the tracking URI it was started with ({mask_url(tracking)})" in str(refused.value)
     assert PASSWORD not in str(refused.value)

@@ -15,10 +15,12 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 import remdinet.exp.engine._runner as runner_mod
+from remdinet.data.feeding import available_cpus
 from remdinet.exp.cli import app
-from remdinet.exp.engine import (FAIL_ATTR, RUN_ATTR, WORKER_ATTR, DivergenceGuard,
-                                 PruningCallback, Retrier, TrialFailure, experimental_ok,
+from remdinet.exp.engine import (FAIL_ATTR, RUN_ATTR, WORKER_ATTR, WORKERS_PER_CORE,
+                                 DivergenceGuard, PruningCallback, Retrier, TrialFailure,
                                  open_storage, open_study, parent_run)
+from remdinet.exp.engine._storage import fail_stale
 from remdinet.exp.study import StudyJob, trials_frame
 from remdinet.exp.studyspec import load_spec
 from remdinet.exp.tracking import Tracker
@@ -134,10 +136,9 @@ def test_of_processes_racing_to_start_a_new_study_one_creates_it_and_its_only_pa
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_a_stale_trial_is_failed_its_run_killed_and_it_is_retried_once(tmp_path, storage_url,
-                                                                       tracking_uri):
+                                                                       tracking_uri, logged):
     tracker = Tracker(tracking_uri)
-    messages: list[str] = []
-    retrier = Retrier(tracker, grace_period=1, log=messages.append)
+    retrier = Retrier(tracker, grace_period=1)
     storage = open_storage(storage_url, heartbeat_interval=1, grace_period=1,
                            on_stale=retrier.on_stale)
     study = optuna.create_study(study_name="stale", storage=storage, direction="maximize")
@@ -155,8 +156,7 @@ def test_a_stale_trial_is_failed_its_run_killed_and_it_is_retried_once(tmp_path,
 
     run_id = start_and_die(study.ask())
     time.sleep(2.5)
-    with experimental_ok():
-        optuna.storages.fail_stale_trials(study)
+    fail_stale(study, grace_period=1)
     first, retry = study.get_trials()
     assert first.state == TrialState.FAIL
     assert retry.state == TrialState.WAITING
@@ -167,14 +167,18 @@ def test_a_stale_trial_is_failed_its_run_killed_and_it_is_retried_once(tmp_path,
     run = tracker.client.get_run(run_id)
     assert run.info.status == "KILLED"
     assert "no heartbeat from its worker host:123 for more than 1 s" in run.data.tags[FAIL_ATTR]
+    assert study.get_trials()[0].user_attrs[FAIL_ATTR] == run.data.tags[FAIL_ATTR]  # in Optuna too
     assert trials_frame(study)["retry_of"].tolist()[1] == 0
+    shown = runner.invoke(app, ["--tracking-uri", tracking_uri, "study", "show", "stale",
+                                "--storage", storage_url])
+    assert shown.exit_code == 0, shown.output
+    assert "no heartbeat from its worker host:123" in shown.output
 
     start_and_die(study.ask())  # the retry is popped from the queue, and dies too
     time.sleep(2.5)
-    with experimental_ok():
-        optuna.storages.fail_stale_trials(study)
+    fail_stale(study, grace_period=1)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.FAIL]
-    assert "trial 1 is not retried: it is already the retry of trial 0" in messages[-1]
+    assert "trial 1 is not retried: it is already the retry of trial 0" in logged.messages[-1]
     assert not study.get_trials(states=(TrialState.WAITING,))
 
 
@@ -238,3 +242,58 @@ def test_inconsistent_worker_options_are_refused_before_any_training(tmp_path, t
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command, planned", [
+    (["study", "run", "SPEC"], "the 2 trial(s) to run"),
+    (["ablate", "--preset", "tiny", "--grid", "none", "--disable-fix", "mask_unfreeze"],
+     "the 3 cell(s) to run"),  # all-on, all-off and the variant, one seed each
+    (["versus", "tiny", "tiny@pre_fix", "--seeds", "1"], "the 2 cell(s) to run"),
+])
+def test_more_workers_than_trials_or_cells_are_refused_naming_workers_before_anything_exists(
+        tmp_path, command, planned):
+    spec = spec_file(tmp_path, "n_trials = 2")
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = [str(spec) if a == "SPEC" else a for a in command]
+    result = runner.invoke(app, ["--tracking-uri", uri, *args, "--workers", "9",
+                                 "--set", f"training.output_dir={tmp_path / 'out'}"])
+    assert result.exit_code == 2, result.output
+    assert f"error: --workers 9 is more than {planned}" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "out").exists()
+
+
+def test_workers_far_beyond_the_cores_are_refused_without_force(tmp_path):
+    many = WORKERS_PER_CORE * available_cpus() + 1
+    spec = spec_file(tmp_path, f"n_trials = {many}")
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    result = runner.invoke(app, ["--tracking-uri", uri, "study", "run", str(spec),
+                                 "--workers", str(many),
+                                 "--set", f"training.output_dir={tmp_path / 'out'}"])
+    assert result.exit_code == 2, result.output
+    assert f"error: --workers {many}: this machine has {available_cpus()} core(s)" in result.output
+    assert f"{many} workers need about" in result.output and "--force" in result.output
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "out").exists()
+
+
+def test_join_to_a_missing_study_is_refused_leaving_no_store_and_no_folder(tmp_path):
+    spec = spec_file(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    result = runner.invoke(app, ["--tracking-uri", uri, "study", "run", str(spec), "--join",
+                                 "--set", f"training.output_dir={tmp_path / 'out'}"])
+    assert result.exit_code == 2, result.output
+    assert "error: --join: there is no study 'faults' in the storage yet" in result.output
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "out").exists()
+
+
+def test_join_to_a_missing_study_in_an_existing_storage_adds_no_study(tmp_path, storage_url):
+    optuna.create_study(study_name="other", storage=open_storage(storage_url))
+    spec = spec_file(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    result = runner.invoke(app, ["--tracking-uri", uri, "study", "run", str(spec), "--join",
+                                 "--storage", storage_url,
+                                 "--set", f"training.output_dir={tmp_path / 'out'}"])
+    assert result.exit_code == 2, result.output
+    assert "--join: there is no study 'faults'" in result.output
+    assert optuna.get_all_study_names(storage_url) == ["other"]
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists() and not (tmp_path / "out").exists()

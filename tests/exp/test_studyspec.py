@@ -170,7 +170,8 @@ def test_fixed_key_may_not_also_be_searched(tmp_path):
 
 
 def test_cli_override_of_a_searched_key_is_rejected(tmp_path):
-    with pytest.raises(StudySpecError, match=r'--set "color_thresholds.min_saturation"'):
+    with pytest.raises(StudySpecError,
+                       match=r'"color_thresholds.min_saturation" \(--set or --config\)'):
         load_spec(write(tmp_path, GOOD_HEAD + SPACE),
                   overrides={"color_thresholds.min_saturation": 0.1})
 
@@ -214,3 +215,43 @@ choices = ["psnr", "ssim"]
     grid = spec.space["color_thresholds.min_saturation"].grid()
     assert grid == pytest.approx([0.05, 0.1, 0.15, 0.2])
     assert spec.make_sampler(0) is not None
+
+
+@pytest.mark.parametrize("pruner_lines, built", [
+    ('pruner = "percentile"\n[study.pruner_options]\npercentile = 25.0', "PercentilePruner"),
+    ('pruner = "successive_halving"', "SuccessiveHalvingPruner"),
+    ('pruner = "wilcoxon"', "WilcoxonPruner"),
+    ('pruner = "patient"\n[study.pruner_options]\npatience = 2\nwrapped_pruner = "median"\n'
+     '[study.pruner_options.wrapped_pruner_options]\nn_startup_trials = 1', "PatientPruner"),
+])
+def test_each_pruner_resolves_from_the_spec(tmp_path, pruner_lines, built):
+    spec = load_spec(write(tmp_path, GOOD_HEAD + pruner_lines + "\n" + SPACE))
+    assert type(spec.make_pruner()).__name__ == built
+
+
+def test_a_patient_pruner_wraps_the_pruner_it_names(tmp_path):
+    body = (GOOD_HEAD + 'pruner = "patient"\n[study.pruner_options]\npatience = 2\n'
+            'wrapped_pruner = "median"\n' + SPACE)
+    pruner = load_spec(write(tmp_path, body)).make_pruner()
+    assert type(pruner._wrapped_pruner).__name__ == "MedianPruner"
+
+
+@pytest.mark.parametrize("study_lines, pattern", [
+    ('[study.sampler_options]\ngamma = "lambda n: 3"',
+     r"\[study.sampler_options\] gamma: takes a Python object \(Callable"),
+    ('metrics = ["psnr", "ssim"]\nsampler = "nsga2"\n[study.sampler_options]\nmutation = "x"',
+     r"\[study.sampler_options\] mutation: takes a Python object \(BaseMutation"),
+    ('pruner = "patient"\n[study.pruner_options]\npatience = 2\nwrapped_pruner = "medain"',
+     r"wrapped_pruner: unknown pruner 'medain'"),
+    ('pruner = "patient"', r"\[study.pruner_options\].*patience"),
+])
+def test_options_a_study_file_cannot_give_are_refused_naming_the_key(tmp_path, study_lines,
+                                                                      pattern):
+    with pytest.raises(StudySpecError, match=pattern):
+        load_spec(write(tmp_path, GOOD_HEAD + study_lines + "\n" + SPACE))
+
+
+def test_nsga2_serves_a_multi_objective_study(tmp_path):
+    head = '[study]\npreset = "tiny"\nmetrics = ["psnr", "ssim"]\nsampler = "nsga2"\n'
+    spec = load_spec(write(tmp_path, head + SPACE))
+    assert type(spec.make_sampler(0)).__name__ == "NSGAIISampler"

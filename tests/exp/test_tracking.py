@@ -5,12 +5,19 @@ import socket
 import subprocess
 from pathlib import Path
 
+import mlflow.pytorch
+import pandas as pd
 import pytest
+import torch
+from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from remdinet.config import ConfigError
-from remdinet.exp.owner import OWNER_TAG, process_label
+from remdinet.exp.owner import OWNER_TAG
 from remdinet.exp.tracking import (PARAM_VALUE_LIMIT, MlflowCallback, Tracker, artifact_root,
                                    default_tracking_uri, resolve_tracking_uri, ui_command)
+from remdinet.model import build_model
+from remdinet.model.image import ImageEnhancer
+from remdinet.processes import process_label
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +149,39 @@ def test_ui_command_binds_localhost_on_the_project_store(tracking_uri):
     assert "--backend-store-uri" not in cmd
     assert cmd[cmd.index("--port") + 1] == "5123"
     assert cmd[cmd.index("--default-artifact-root") + 1] == str(artifact_root(tracking_uri))
+
+
+def test_ui_command_binds_the_host_it_is_given(tracking_uri):
+    cmd, _ = ui_command(tracking_uri, 5123, "0.0.0.0")
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+
+
+def test_a_run_description_is_its_overview_note(tracker):
+    with tracker.active_run(tracker.experiment_id("notes"), "r") as run_id:
+        tracker.describe(run_id, "final_psnr **20.1**")
+    assert tracker.tags_of(run_id)["mlflow.note.content"] == "final_psnr **20.1**"
+
+
+def test_a_file_list_is_the_runs_dataset_input_with_a_digest_of_its_content(tracker, tmp_path):
+    files = pd.DataFrame({"split": ["train", "val"], "file": ["1.png", "2.png"]})
+    with tracker.active_run(tracker.experiment_id("data"), "r") as run_id:
+        tracker.log_dataset(run_id, files, "remdinet:set", str(tmp_path), "train")
+    (entry,) = tracker.client.get_run(run_id).inputs.dataset_inputs
+    assert entry.dataset.name == "remdinet:set" and entry.dataset.digest
+    assert [(t.key, t.value) for t in entry.tags] == [("mlflow.data.context", "train")]
+
+
+def test_a_logged_model_loads_with_mlflow_pytorch_and_enhances_an_image(tracker, tiny_cfg):
+    model = ImageEnhancer(build_model(tiny_cfg).eval())
+    exp = tracker.experiment_id("models")
+    with tracker.active_run(exp, "r") as run_id:
+        uri = tracker.log_model(run_id, model, {"training.seed": 1})
+    (output,) = tracker.client.get_run(run_id).outputs.model_outputs
+    assert uri == f"models:/{output.model_id}"
+    assert tracker.client.get_logged_model(output.model_id).experiment_id == exp
+    with _use_tracking_uri(tracker.uri):
+        loaded = mlflow.pytorch.load_model(uri)
+    with torch.no_grad():
+        out = loaded(torch.rand(1, 3, 32, 32))
+    assert out.shape == (1, 3, 32, 32)
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1

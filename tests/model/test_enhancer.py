@@ -6,9 +6,9 @@ import torch
 from tiny_setup import tiny_config
 
 from remdinet.colour import denormalize, hsv_saturation, normalize
-from remdinet.config import resolve
 from remdinet.fixes import FixSet
 from remdinet.model import BlockError, UnifiedLowLightEnhancer, build_model
+from remdinet.resolve import resolve
 
 @pytest.fixture(scope="module")
 def default_model():

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from remdinet.config import resolve
+from remdinet.resolve import resolve
 from remdinet.training.selection import Selection, saturation_penalty, stage_score
 
 

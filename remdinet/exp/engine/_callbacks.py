@@ -6,7 +6,7 @@ from typing import Any
 
 import optuna
 
-from remdinet.train import Callback
+from remdinet.train import Callback, metric_names
 
 
 class TrialFailure(RuntimeError):
@@ -18,14 +18,15 @@ class PruningCallback(Callback):
     """Reports ``metric`` per validation epoch; raises TrialPruned when the pruner says so.
     A run resumed from a checkpoint first reports the validation epochs it restored."""
 
-    def __init__(self, trial: optuna.Trial, metric: str = "val_psnr"):
+    def __init__(self, trial: optuna.Trial, metric: str = metric_names.VAL_PSNR):
         self.trial = trial
         self.metric = metric
 
     def on_train_start(self, trainer: Any) -> None:
         for metrics in trainer.history:
             if self.metric in metrics:
-                self.trial.report(float(metrics[self.metric]), step=int(metrics["epoch"]))
+                self.trial.report(float(metrics[self.metric]),
+                                  step=int(metrics[metric_names.EPOCH]))
 
     def on_epoch_end(self, trainer: Any, epoch: int, stage: int, metrics: dict[str, float]) -> None:
         if self.metric not in metrics:
@@ -43,14 +44,16 @@ class DivergenceGuard(Callback):
     means no batch was left, and a non-finite validation metric makes the objective meaningless,
     so further epochs would only waste the worker's time."""
 
-    KEYS = ("train_loss", "val_psnr", "val_ssim", "val_ms_ssim")
+    KEYS = (metric_names.TRAIN_LOSS, metric_names.VAL_PSNR, metric_names.VAL_SSIM,
+            metric_names.VAL_MS_SSIM)
 
     def on_epoch_end(self, trainer: Any, epoch: int, stage: int, metrics: dict[str, float]) -> None:
         bad = {k: metrics[k] for k in self.KEYS if k in metrics and not math.isfinite(metrics[k])}
         if bad:
             values = ", ".join(f"{k} = {v}" for k, v in bad.items())
-            val = (f", {int(metrics['val_skipped_batches'])} validation batch(es) with non-finite "
-                   f"metrics" if metrics.get("val_skipped_batches") else "")
+            val_skipped = metrics.get(metric_names.VAL_SKIPPED_BATCHES)
+            val = (f", {int(val_skipped)} validation batch(es) with non-finite metrics"
+                   if val_skipped else "")
             raise TrialFailure(f"diverged at epoch {epoch}: {values} "
-                               f"({int(metrics['skipped_batches'])} training batch(es) of the epoch "
+                               f"({int(metrics[metric_names.SKIPPED_BATCHES])} training batch(es) of the epoch "
                                f"skipped for a non-finite loss{val})")

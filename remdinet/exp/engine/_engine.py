@@ -1,15 +1,16 @@
 """One invocation's hold on a job: its study and parent run, its workers, how the parent ends."""
 from __future__ import annotations
 
-import os
+import logging
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from remdinet.config import resolve
 from remdinet.data import build_data
+from remdinet.data.feeding import available_cpus
+from remdinet.resolve import resolve
 
 from ..names import check_name
 from ..runs import check_run_inputs
@@ -22,9 +23,11 @@ from ._options import EngineOptions
 from ._processes import WorkerExit, run_processes
 from ._retry import Retrier
 from ._storage import fail_stale, open_storage
-from ._study import open_study, parent_run
+from ._study import check_joinable, open_study, parent_run
 from ._trial import FAIL_ATTR, FAIL_REASON_LIMIT
 from ._worker import run_worker, worker_main
+
+_log = logging.getLogger(__name__)
 
 
 class WorkersFailed(RuntimeError):
@@ -39,7 +42,7 @@ def check_data(base: dict[str, Any]) -> None:
     """Decode the job's data set once (without keeping it) before any worker starts: a data
     problem stops the job here, naming the files, instead of failing in every trial. This also
     writes the embedded set before several workers could race to write it."""
-    build_data(resolve({**base, "data.cache_decoded": False}), log=lambda _msg: None)
+    build_data(resolve({**base, "data.cache_decoded": False}))
 
 
 class Engine:
@@ -49,22 +52,22 @@ class Engine:
     workers of ``options``, then :meth:`finish`. An exception out of the block ends the parent
     run FAILED (KILLED for an interrupt)."""
 
-    def __init__(self, job: Job, storage_url: str, tracking_uri: str, options: EngineOptions,
-                 log: Callable[[str], None]):
+    def __init__(self, job: Job, storage_url: str, tracking_uri: str, options: EngineOptions):
         # what would fail every trial alike, or break a store, is refused before anything exists
         check_name(job.name, f"{job.kind} name")
         check_name(job.experiment, "MLflow experiment name")
         check_distinct(storage_url, tracking_uri)
+        if options.join:
+            check_joinable(job, storage_url)
         check_run_inputs(resolve(job.base))
         check_data(job.base)
         self.job = job
         self.storage_url = storage_url
         self.tracking_uri = tracking_uri
         self.options = options
-        self.log = log
         self.tracker = Tracker(tracking_uri)
         self.storage = open_storage(storage_url, options.heartbeat_interval, options.grace_period,
-                                    Retrier(self.tracker, options.grace_period, log).on_stale)
+                                    Retrier(self.tracker, options.grace_period).on_stale)
         self.study, self.created = open_study(job, self.storage, join=options.join)
         self.study_id = self.storage.get_study_id_from_name(job.name)
         self.parent = parent_run(self.study, job, self.tracker, self.created, self.study_id)
@@ -92,7 +95,7 @@ class Engine:
     def _reconcile(self) -> None:
         """Close what dead workers left open: trials silent past the grace period are failed (and
         retried), and MLflow runs still RUNNING whose trial has finished are closed KILLED."""
-        fail_stale(self.study)
+        fail_stale(self.study, self.options.grace_period)
         states = {t.number: t.state for t in self.study.get_trials(deepcopy=False)}
         exp_id = self.tracker.experiment_id(self.job.experiment)
         runs = self.tracker.client.search_runs(
@@ -107,7 +110,7 @@ class Engine:
                       f"worker ended without closing it")
             self.tracker.set_tags(run.info.run_id, {FAIL_ATTR: reason, "optuna.state": state.name})
             self.tracker.terminate(run.info.run_id, "KILLED")
-            self.log(f"closed MLflow run {run.info.run_id} KILLED: {reason}")
+            _log.info(f"closed MLflow run {run.info.run_id} KILLED: {reason}")
 
     def trials(self, states: tuple[TrialState, ...] | None = None) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=states)
@@ -129,22 +132,22 @@ class Engine:
         if workers == 1 and not self.options.gpus:
             with StopRequest() as stop:
                 self.signum = run_worker(self.job, self.storage_url, self.tracking_uri,
-                                         self.options, fresh, stop, self.log)
+                                         self.options, fresh, stop)
             return
         if workers > 1 and self.storage_url.startswith("sqlite"):
-            self.log("note: SQLite serves the workers of one machine; to run on several machines "
-                     "use PostgreSQL (--storage postgresql://...)")
-        each = self.options.threads or max(1, len(os.sched_getaffinity(0)) // workers)
+            _log.info("note: SQLite serves the workers of one machine; to run on several machines "
+                      "use PostgreSQL (--storage postgresql://...)")
+        each = self.options.threads or max(1, available_cpus() // workers)
         envs = worker_envs(workers, self.options.gpus)
         where = (f" on GPU(s) {','.join(map(str, self.options.gpus))}" if self.options.gpus
                  else "")
-        self.log(f"starting {workers} worker processes{where}, {each} torch thread(s) each")
+        _log.info(f"starting {workers} worker processes{where}, {each} torch thread(s) each")
         exits, signum = run_processes(worker_main, [
             {"job": self.job, "storage_url": self.storage_url, "tracking_uri": self.tracking_uri,
              "options": self.options, "fresh": fresh, "index": i, "threads": each}
             for i in range(workers)], envs)
         for e in exits:
-            self.log(e.describe())
+            _log.info(e.describe())
         self.signum = signum
         stopped = None if signum is None else 128 + signum
         self.failed += [e for e in exits if not e.ok and e.returncode != stopped]
@@ -162,8 +165,8 @@ class Engine:
                                            f"without, runs it)")
         active = self.trials((TrialState.RUNNING, TrialState.WAITING))
         if active:
-            self.log(f"{len(active)} trial(s) still running or waiting: the parent run stays "
-                     f"RUNNING (--join takes the waiting ones)")
+            _log.info(f"{len(active)} trial(s) still running or waiting: the parent run stays "
+                      f"RUNNING (--join takes the waiting ones)")
         else:
             self.tracker.terminate(self.parent, "FINISHED")
         if self.failed:

@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from remdinet.training.trainer import RUNTIME_KEYS
+from remdinet.train import RUNTIME_KEYS, metric_names
 
 CELL_ATTR = "cell"
 OBJECTIVE = ("psnr", "ssim")  # what every cell reports, in this order
@@ -40,7 +40,8 @@ class Job(ABC):
     base: dict[str, Any]  # flat overrides every trial starts from
     metrics: tuple[str, ...]  # objective metrics (final_<metric> of a run), in order
     directions: tuple[str, ...]
-    prune_metric: str = "val_psnr"
+    prune_metric: str = metric_names.VAL_PSNR
+    logs_model: bool = False  # each trial run logs its best checkpoint as an MLflow model
 
     @property
     def multi_objective(self) -> bool:

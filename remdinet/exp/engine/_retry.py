@@ -1,7 +1,7 @@
 """Retrying, once, a trial whose worker died or was stopped by a signal."""
 from __future__ import annotations
 
-from typing import Callable
+import logging
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -9,8 +9,10 @@ from optuna.trial import FrozenTrial
 
 from ..tracking import Tracker
 from ._storage import experimental_ok
-from ._trial import BASELINE_ATTR, FAIL_ATTR, RUN_ATTR, WORKER_ATTR
+from ._trial import BASELINE_ATTR, FAIL_ATTR, RUN_ATTR, stale_reason
 from ._job import CELL_ATTR
+
+_log = logging.getLogger(__name__)
 
 MAX_RETRY = 1
 KEPT_ATTRS = (BASELINE_ATTR, CELL_ATTR)  # what a retry keeps of the failed trial's attributes
@@ -30,17 +32,15 @@ class Retrier:
     the trial it repeats; the next free worker takes it like any queued trial and resumes from
     the failed trial's last checkpoint (:class:`._runner.TrialRunner`)."""
 
-    def __init__(self, tracker: Tracker, grace_period: int, log: Callable[[str], None]):
+    def __init__(self, tracker: Tracker, grace_period: int):
         self.tracker = tracker
         self.grace_period = grace_period
-        self.log = log
         with experimental_ok():
             self._retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
     def on_stale(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        reason = (f"no heartbeat from its worker {trial.user_attrs.get(WORKER_ATTR, '(unknown)')} "
-                  f"for more than {self.grace_period} s: the worker was killed or lost")
-        self.log(f"trial {trial.number} failed: {reason}")
+        reason = stale_reason(trial, self.grace_period)
+        _log.info(f"trial {trial.number} failed: {reason}")
         run_id = trial.user_attrs.get(RUN_ATTR)
         if run_id is not None:
             # a Tracker on the worker's host may have closed it already (Tracker.close_abandoned)
@@ -54,10 +54,10 @@ class Retrier:
         with experimental_ok():
             history = RetryHeartbeatStaleTrialCallback.retry_history(trial)
         if len(history) >= MAX_RETRY:
-            self.log(f"trial {trial.number} is not retried: it is already the retry of trial "
-                     f"{history[0]} (at most {MAX_RETRY} retry per trial)")
+            _log.info(f"trial {trial.number} is not retried: it is already the retry of trial "
+                      f"{history[0]} (at most {MAX_RETRY} retry per trial)")
             return
         trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in KEPT_ATTRS}
         with experimental_ok():
             self._retry(study, trial)
-        self.log(f"trial {trial.number} queued for a retry")
+        _log.info(f"trial {trial.number} queued for a retry")

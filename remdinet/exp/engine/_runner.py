@@ -1,21 +1,24 @@
 """The objective every worker runs: one trial = one MLflow child run of the job's parent run."""
 from __future__ import annotations
 
+import logging
 import math
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import optuna
 
-from remdinet.config import ConfigError, resolve
+from remdinet.config import ConfigError
 from remdinet.data import DataError
 from remdinet.paths import remove_inside
+from remdinet.processes import process_label
+from remdinet.resolve import resolve
 from remdinet.train import Callback
 
 from ..doctor import summary_tags, tracked_doctor
-from ..owner import OWNER_TAG, process_label
-from ..runs import train_in_run
+from ..owner import OWNER_TAG
+from ..runs import BEST_TAG, train_in_run
 from ..stopping import StopAtEpochEnd, StopRequest, interrupt_reason
 from ..tracking import Tracker
 from ._callbacks import DivergenceGuard, PruningCallback, TrialFailure
@@ -24,6 +27,8 @@ from ._job import Job, Prepared
 from ._options import EngineOptions
 from ._retry import retried_trial
 from ._trial import FAIL_ATTR, FAIL_REASON_LIMIT, RUN_ATTR, WORKER_ATTR
+
+_log = logging.getLogger(__name__)
 
 
 class JobInputError(ConfigError):
@@ -50,7 +55,7 @@ class TrialRunner:
 
     def __init__(self, job: Job, storage: optuna.storages.RDBStorage, tracker: Tracker,
                  parent: str, options: EngineOptions, stop: StopRequest,
-                 log: Callable[[str], None], index: int | None = None):
+                 index: int | None = None):
         self.job = job
         self.storage = storage
         self.study_id = storage.get_study_id_from_name(job.name)
@@ -59,7 +64,6 @@ class TrialRunner:
         self.parent = parent
         self.options = options
         self.stop = stop
-        self.log = log
         self.worker = process_label()
         self.where = device_tags(index)
         self.output_root = Path(resolve(job.base).training.output_dir)
@@ -88,7 +92,7 @@ class TrialRunner:
                 "optuna.state": "RUNNING", OWNER_TAG: self.worker, **self.where, **prepared.tags}
         if retry_of is not None:
             tags.update({"optuna.retry_of": retry_of, "resumed_from": resumed_from})
-            self.log(f"trial {trial.number} retries trial {retry_of}; resumes from {resumed_from}")
+            _log.info(f"trial {trial.number} retries trial {retry_of}; resumes from {resumed_from}")
         run_id = self.tracker.create_run(self.exp_id, prepared.run_name, tags,
                                          parent_run_id=self.parent)
         trial.set_user_attr(RUN_ATTR, run_id)
@@ -121,10 +125,13 @@ class TrialRunner:
         finally:
             if not keep and (folder / "checkpoints").is_dir():
                 remove_inside(folder / "checkpoints", self.output_root)
+                # no tag may point at a deleted file; the model is the run's MLflow model
+                if BEST_TAG in self.tracker.tags_of(run_id):
+                    self.tracker.client.delete_tag(run_id, BEST_TAG)
         if pruned is not None:
             raise pruned
-        self.log(f"trial {trial.number} ({prepared.run_name}): " + ", ".join(
-            f"{m} = {v:.4f}" for m, v in zip(self.job.metrics, values)))
+        _log.info(f"trial {trial.number} ({prepared.run_name}): " + ", ".join(
+                  f"{m} = {v:.4f}" for m, v in zip(self.job.metrics, values)))
         return values if self.job.multi_objective else values[0]
 
     def _train(self, prepared: Prepared, trial: optuna.Trial, run_id: str, folder: Path,
@@ -142,7 +149,8 @@ class TrialRunner:
         if prepared.prunable:
             callbacks.append(PruningCallback(trial, self.job.prune_metric))
         outcome = train_in_run(self.tracker, run_id, cfg, callbacks=callbacks, run_dir=folder,
-                               quiet=self.options.quiet, resume=resume)
+                               quiet=self.options.quiet, resume=resume,
+                               model=self.job.logs_model)
         values = []
         for metric in self.job.metrics:
             key = f"final_{metric}"

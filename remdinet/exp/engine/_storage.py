@@ -8,12 +8,14 @@ from typing import Any, Callable, Iterator
 
 import optuna
 import sqlalchemy
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial
 
 from remdinet.config import ConfigError
 
 from ..stores import OPTUNA, check_store, mask_url, sqlite_path
 from ..tracking import SQLITE_LOCK_WAIT, STORE_DIR
+from ._trial import FAIL_ATTR, stale_reason
 
 KIND_ATTR = "kind"  # study user attribute: "study", "ablation" or "verification"
 
@@ -67,9 +69,21 @@ def open_storage(url: str, heartbeat_interval: int | None = None, grace_period: 
     return storage
 
 
-def fail_stale(study: optuna.Study) -> None:
-    """Fail the study's trials whose heartbeat stopped (calls the storage's stale callback)."""
+def fail_stale(study: optuna.Study, grace_period: int) -> None:
+    """Fail the study's trials whose heartbeat stopped (calls the storage's stale callback).
+
+    Each first gets its ``fail_reason`` (:func:`._trial.stale_reason`), so that ``study show``
+    gives it: Optuna fails the trial before it calls the callback, and a finished trial's
+    attributes can no longer be set."""
+    storage = study._storage
     with experimental_ok():
+        # the trials Optuna's fail_stale_trials is about to fail (its BaseHeartbeat interface)
+        for trial_id in storage._get_stale_trial_ids(study._study_id):
+            reason = stale_reason(storage.get_trial(trial_id), grace_period)
+            try:
+                storage.set_trial_user_attr(trial_id, FAIL_ATTR, reason)
+            except UpdateFinishedTrialError:
+                pass  # another worker failed it first, with the same reason
         optuna.storages.fail_stale_trials(study)
 
 

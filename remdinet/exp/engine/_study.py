@@ -11,10 +11,10 @@ from optuna.exceptions import DuplicatedStudyError
 
 from remdinet.config import ConfigError
 
-from ..stores import mask_url
+from ..stores import mask_url, sqlite_path
 from ..tracking import Tracker
 from ._job import Job
-from ._storage import KIND_ATTR, experimental_ok
+from ._storage import KIND_ATTR, experimental_ok, open_storage
 from ._trial import FINGERPRINT_ATTR, PARENT_ATTR, URI_ATTR
 
 CREATOR_WAIT = 60.0  # seconds a process waits for a new study's creator to store its attributes
@@ -58,6 +58,21 @@ def _check_fingerprint(study: optuna.Study, job: Job) -> None:
                           f"definition: {shown}{more}; resume it unchanged or give it a new name")
 
 
+def _not_there(job: Job) -> ConfigError:
+    return ConfigError(f"--join: there is no {job.kind} {job.name!r} in the storage yet; start it "
+                       f"without --join")
+
+
+def check_joinable(job: Job, storage_url: str) -> None:
+    """Refuse ``--join`` to a study that does not exist before anything is made for it (a
+    storage file, an output folder, an MLflow store)."""
+    db = sqlite_path(storage_url)
+    if db is not None and not db.exists():
+        raise _not_there(job)
+    if job.name not in optuna.get_all_study_names(open_storage(storage_url, writes=False)):
+        raise _not_there(job)
+
+
 def open_study(job: Job, storage: optuna.storages.RDBStorage, join: bool = False
                ) -> tuple[optuna.Study, bool]:
     """The study of ``job`` and whether this call created it; a stored study with another
@@ -66,10 +81,8 @@ def open_study(job: Job, storage: optuna.storages.RDBStorage, join: bool = False
     the fingerprint; the others load it. ``join``: the study must exist already."""
     created = False
     if join:
-        names = optuna.get_all_study_names(storage)
-        if job.name not in names:
-            raise ConfigError(f"--join: there is no {job.kind} {job.name!r} in the storage yet; "
-                              f"start it without --join")
+        if job.name not in optuna.get_all_study_names(storage):
+            raise _not_there(job)
         study = optuna.load_study(study_name=job.name, storage=storage, pruner=job.make_pruner())
     else:
         try:

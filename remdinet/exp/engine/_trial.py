@@ -9,6 +9,7 @@ WAITING trial because the storage's state transition is atomic (a row lock on Po
 """
 from __future__ import annotations
 
+import logging
 import gc
 import threading
 from typing import Any, Callable
@@ -18,6 +19,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from ._callbacks import TrialFailure
+
+_log = logging.getLogger(__name__)
 
 # study user attributes
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -29,6 +32,12 @@ FAIL_ATTR = "fail_reason"
 WORKER_ATTR = "worker"
 BASELINE_ATTR = "baseline"
 FAIL_REASON_LIMIT = 5000
+
+
+def stale_reason(trial: optuna.trial.FrozenTrial, grace_period: int) -> str:
+    """Why a trial whose heartbeat stopped is failed: its ``fail_reason``."""
+    return (f"no heartbeat from its worker {trial.user_attrs.get(WORKER_ATTR, '(unknown)')} for "
+            f"more than {grace_period} s: the worker was killed or lost")
 
 
 def claim(study: optuna.Study, storage: optuna.storages.RDBStorage, study_id: int
@@ -75,7 +84,7 @@ class Heartbeat:
 
 
 def run_trial(study: optuna.Study, storage: optuna.storages.RDBStorage, trial: optuna.Trial,
-              objective: Callable[[optuna.Trial], Any], log: Callable[[str], None]) -> None:
+              objective: Callable[[optuna.Trial], Any]) -> None:
     """Run ``objective`` on a claimed trial and tell the study its end: COMPLETE with the
     values, PRUNED, or FAIL (a :class:`TrialFailure` is logged and the worker goes on; any other
     exception, a stop signal included, fails the trial and propagates)."""
@@ -86,10 +95,10 @@ def run_trial(study: optuna.Study, storage: optuna.storages.RDBStorage, trial: o
             values = objective(trial)
     except optuna.TrialPruned as exc:
         study.tell(trial, state=TrialState.PRUNED)
-        log(f"trial {trial.number} pruned: {exc}")
+        _log.info(f"trial {trial.number} pruned: {exc}")
     except TrialFailure as exc:
         study.tell(trial, state=TrialState.FAIL)
-        log(f"trial {trial.number} failed: {exc}")
+        _log.info(f"trial {trial.number} failed: {exc}")
     except BaseException:
         study.tell(trial, state=TrialState.FAIL)
         raise

@@ -1,5 +1,6 @@
 """Claiming queued trials: Optuna's WAITING trials, each started by exactly one worker, with no
-helper study in the storage; the options object; device placement."""
+helper study in the storage; the options object and the worker counts it allows; device
+placement."""
 from __future__ import annotations
 
 import threading
@@ -8,7 +9,7 @@ import optuna
 import pytest
 
 from remdinet.config import ConfigError
-from remdinet.exp.engine import EngineOptions, open_storage, parse_gpus
+from remdinet.exp.engine import EngineOptions, check_workers, open_storage, parse_gpus
 from remdinet.exp.engine._devices import worker_envs
 from remdinet.exp.engine._trial import claim
 
@@ -49,6 +50,17 @@ def test_waiting_trials_are_claimed_once_each_by_racing_workers(storage_url):
 def test_engine_options_refuse_inconsistent_values(kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         EngineOptions(**kwargs)
+
+
+def test_force_lets_workers_past_the_cores_and_memory_but_never_past_the_work():
+    many = EngineOptions(workers=10_000)
+    with pytest.raises(ConfigError, match=r"--workers 10000: this machine has .* --force"):
+        check_workers(many, None, "trial(s)")
+    forced = EngineOptions(workers=10_000, force=True)
+    check_workers(forced, None, "trial(s)")  # --join or a timeout: no count to hold it to
+    check_workers(forced, 10_000, "trial(s)")
+    with pytest.raises(ConfigError, match=r"--workers 10000 is more than the 3 cell\(s\) to run"):
+        check_workers(forced, 3, "cell(s)")
 
 
 def test_workers_are_dealt_to_gpus_round_robin():

@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from remdinet.config import resolve
+from remdinet.resolve import resolve
 
 
 def rand_rgb(seed: int, h: int = 20, w: int = 24, dtype=np.uint8) -> np.ndarray:

@@ -1,36 +1,27 @@
-"""Check 5: non-differentiable control flow.
+"""Non-differentiable control flow, for the checks ``input_gradient``, ``batch_dependence`` and
+``branch`` (:mod:`.checks`).
 
-* ``input_gradient``: for the first image of each probe alone (train pass, see :mod:`.modes`), the
-  gradient of the sum of each image-shaped output w.r.t. the input image. An output that has no
-  autograd path to the input (a constant) or whose gradient is exactly zero everywhere on some
-  probe image is flagged; these outputs depend on their input by design, so zero means a clamp, a
-  hard switch or a branch that never ran cut the path. The block that cuts it is found the same
-  way: the first block in forward order whose outputs have a zero input-gradient while one of its
-  inputs has a non-zero one. (``snr_map`` is left out: the learnable SNR estimator reads a
-  detached input, as the reference does.)
-* ``batch_dependence``: the mixed probe batch (one image of each kind) against each image alone,
-  in eval mode and in the train pass. A per-image model gives each image the same output in any
-  batch (up to float noise, :data:`BATCH_TOLERANCE`); a decision on a batch statistic does not.
-* ``branch``: every declared branch point of the model (``model.branches``) is counted while the
-  slice trains (how often it fired); in the batch test each branch's decision for the batch is
-  compared with its decision for every image alone. A branch that decides differently for an image
-  in the batch than for the image alone is flagged: a Python ``if`` on a batch scalar.
+* Input gradients: for the first image of each probe alone (train pass, see :mod:`.modes`), the
+  gradient of the sum of each image-shaped output w.r.t. the input image, and, when one is zero,
+  the blocks whose outputs have a zero input-gradient while one of their inputs has a non-zero
+  one. (``snr_map`` is left out: the learnable SNR estimator reads a detached input, as the
+  reference does.)
+* The batch test: the mixed probe batch (one image of each kind) against each image alone, in
+  eval mode and in the train pass, and each branch's decision for the batch against its decision
+  for every image alone.
+* Every declared branch point of the model (``model.branches``) is counted while the slice trains
+  (how often it fired).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from remdinet.fixes import FixSet
-from remdinet.model import BRANCH_NAMES
-
-from .attribution import attribute
 from .blocks import BLOCKS, block_calls
 from .modes import set_mode, tensors
+from .observer import Observer
 from .probes import Probe, mixed_batch
-from .report import Finding
 
-BATCH_TOLERANCE = 1e-4
 # image-shaped outputs that depend on the input by design -> the block producing them
 GRADIENT_OUTPUTS = {"enhanced": None, "curve_enhanced": "curve_estimator",
                     "curves": "curve_estimator", "semantic_enhanced": "semantic",
@@ -65,16 +56,17 @@ def _cutting_blocks(inputs: dict[str, list[torch.Tensor]], outputs: dict[str, li
             and _any_input_gradient(inputs[name], x) and not _any_input_gradient(outputs[name], x)]
 
 
-class FlowMonitor:
-    def __init__(self, fixset: FixSet) -> None:
-        self.fixset = fixset
+class FlowMonitor(Observer):
+    def __init__(self) -> None:
         self.gradients: dict[str, dict] = {}  # output -> {"probes", "zero", "no_path", "cut_by"}
         self.batch_diff = 0.0
         self.flips: dict[str, list[str]] = {}
         self.training_counts: dict[str, dict[str, int]] = {}
 
-    # -- probes -------------------------------------------------------------------------------
-    def on_probe(self, model: nn.Module, probes: list[Probe]) -> None:
+    def on_train_start(self, model: nn.Module) -> None:
+        model.branches.reset()
+
+    def on_slice_probe(self, model: nn.Module, probes: list[Probe]) -> None:
         device = next(model.parameters()).device
         for p in probes:
             self._input_gradient(model, p.x[:1].to(device), p.name)
@@ -123,55 +115,3 @@ class FlowMonitor:
 
     def on_train_end(self, model: nn.Module) -> None:
         self.training_counts = model.branches.snapshot()
-
-    # -- findings -----------------------------------------------------------------------------
-    def findings(self) -> list[Finding]:
-        out = []
-        for key, rec in self.gradients.items():
-            value = f"max |dy/dx| {rec.get('max', 0.0):.1e} on {rec['probes']} probes"
-            data = {k: v for k, v in rec.items()}
-            producer = GRADIENT_OUTPUTS[key]
-            if rec["no_path"]:
-                by, switch = attribute(self.fixset, f"block:{producer or 'enhanced'}")
-                detail = (f"no autograd path to the input (a constant) on {len(rec['no_path'])}/"
-                          f"{rec['probes']} probes")
-                if producer is not None and not rec["cut_by"]:
-                    detail += f"; {producer} did not run"
-                out.append(Finding("input_gradient", key, value, "flag", detail, by, switch, data))
-            elif rec["zero"]:
-                cut = rec["cut_by"]
-                by, switch = attribute(self.fixset, f"block:{cut[0]}") if cut else (None, None)
-                detail = (f"zero gradient w.r.t. the input on {len(rec['zero'])}/{rec['probes']} "
-                          f"probes (e.g. {rec['zero'][0]}); "
-                          + (f"cut by {', '.join(cut)}" if cut else "cut outside the blocks"))
-                out.append(Finding("input_gradient", key, value, "flag", detail, by, switch, data))
-            else:
-                out.append(Finding("input_gradient", key, value, "ok", data=data))
-        value = f"max |batched - alone| {self.batch_diff:.1e}"
-        if self.batch_diff > BATCH_TOLERANCE:
-            by, switch = attribute(self.fixset, "batch_dependence")
-            flipped = ", ".join(self.flips) or "no branch flipped: a continuous batch statistic"
-            out.append(Finding("batch_dependence", "enhanced", value, "flag",
-                               f"an image's output depends on the other images in its batch "
-                               f"({flipped})", by, switch, {"max_difference": self.batch_diff}))
-        else:
-            out.append(Finding("batch_dependence", "enhanced", value, "ok",
-                               data={"max_difference": self.batch_diff}))
-        for name in BRANCH_NAMES:
-            counts = self.training_counts.get(name, {"fired": 0, "total": 0})
-            flips = self.flips.get(name, [])
-            if not counts["total"] and not flips:
-                continue
-            value = f"fired {counts['fired']}/{counts['total']} training forwards"
-            data = {**counts, "flips": flips}
-            if flips:
-                by, switch = attribute(self.fixset, f"branch:{name}")
-                out.append(Finding("branch", name, value, "flag",
-                                   f"decided on a batch statistic: differs between the batch and "
-                                   f"an image alone ({flips[0]}, {len(flips)} cases)", by, switch,
-                                   data))
-            else:
-                out.append(Finding("branch", name, value, "ok",
-                                   "a Python decision on a tensor value; it did not depend on the "
-                                   "batch in the probes", data=data))
-        return out

@@ -1,4 +1,5 @@
-"""Check 4: train/eval divergence, and the model copies every probe runs on.
+"""Train/eval divergence, for the ``train_eval`` check (:mod:`.checks`), and the model copies
+every probe runs on.
 
 Probes never touch the trainer's model: each runs on a deep copy (BatchNorm statistics, the mask's
 call counter, the clamp and branch recorders are all copied with it), under a forked RNG.
@@ -9,8 +10,7 @@ predictor's dither off. Whatever still differs between the train pass and eval m
 mode-dependent transform (the reference's train-only gray-world gains, the mask squared in eval but
 not in early training). Each top-level block is compared on the *same* inputs (the ones it received
 in the eval pass), so a divergence is pinned to the block that introduces it even when an upstream
-block diverges too. Both passes are deterministic, so any difference above float noise
-(:data:`MODE_TOLERANCE`) is real.
+block diverges too.
 """
 from __future__ import annotations
 
@@ -20,14 +20,10 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from remdinet.fixes import FixSet
-
-from .attribution import attribute
 from .blocks import block_calls, present_blocks
+from .observer import Observer
 from .probes import Probe
-from .report import Finding
 
-MODE_TOLERANCE = 1e-4
 _NEUTRAL_IN_TRAIN = (nn.modules.batchnorm._BatchNorm, nn.Dropout)
 
 
@@ -75,15 +71,18 @@ def block_inputs(model: nn.Module, x: torch.Tensor) -> tuple[dict, dict[str, tup
     return out, inputs
 
 
-class ModeMonitor:
+class ModeMonitor(Observer):
     """Largest train-pass vs eval difference of the whole output and of each block, over probes."""
 
-    def __init__(self, fixset: FixSet) -> None:
-        self.fixset = fixset
+    def __init__(self) -> None:
         self.whole = 0.0
         self.blocks: dict[str, float] = {}
 
-    def on_probe(self, model: nn.Module, probe: Probe) -> None:
+    def on_slice_probe(self, model: nn.Module, probes: list[Probe]) -> None:
+        for p in probes:
+            self._compare(model, p)
+
+    def _compare(self, model: nn.Module, probe: Probe) -> None:
         x = probe.x.to(next(model.parameters()).device)
         with torch.no_grad():
             out_eval, inputs = block_inputs(set_mode(model, False), x)
@@ -95,28 +94,3 @@ class ModeMonitor:
                 o_eval = set_mode(block, False)(*inputs[name])
                 o_train = set_mode(block, True)(*inputs[name])
                 self.blocks[name] = max(self.blocks.get(name, 0.0), max_difference(o_train, o_eval))
-
-    def findings(self) -> list[Finding]:
-        out = []
-        diverging = [n for n, d in self.blocks.items() if d > MODE_TOLERANCE]
-        value = f"max |train - eval| {self.whole:.1e}"
-        if self.whole > MODE_TOLERANCE and not diverging:
-            out.append(Finding("train_eval", "enhanced", value, "flag",
-                               "the output depends on the mode, but no single block does",
-                               data={"max_difference": self.whole}))
-        else:
-            out.append(Finding("train_eval", "enhanced", value,
-                               "ok" if not diverging else "note",
-                               "" if not diverging else f"caused by {', '.join(diverging)}",
-                               data={"max_difference": self.whole}))
-        for name, d in self.blocks.items():
-            value = f"max |train - eval| {d:.1e}"
-            if d > MODE_TOLERANCE:
-                by, switch = attribute(self.fixset, f"mode:{name}")
-                out.append(Finding("train_eval", name, value, "flag",
-                                   f"{name} computes something else in training than in eval "
-                                   f"mode on the same input (BatchNorm, dropout and dither "
-                                   f"neutralised)", by, switch, {"max_difference": d}))
-            else:
-                out.append(Finding("train_eval", name, value, "ok", data={"max_difference": d}))
-        return out

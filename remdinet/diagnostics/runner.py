@@ -35,12 +35,8 @@ from remdinet.resolve import resolve
 from remdinet.train import Callback, Trainer
 
 from .blocks import GradProbe
-from .branches import FlowMonitor
-from .clamps import clamp_findings
-from .freezing import FreezeMonitor
-from .gradients import TermMonitor
-from .lr import LRMonitor
-from .modes import ModeMonitor, probe_copy, set_mode
+from .checks import CHECKS, Step, report
+from .modes import probe_copy, set_mode
 from .probes import Probe, build_probes, mixed_batch
 from .report import DoctorReport, Finding
 
@@ -64,31 +60,25 @@ PROBE_SEED = 0
 
 
 class DoctorCallback(Callback):
-    """Feeds the monitors from the trainer's events; probes run on model copies under a forked
-    RNG, so the slice trains exactly as it would without the doctor."""
+    """Feeds the observers of the registered checks (:data:`.checks.CHECKS`, one observer per
+    class, shared by its checks) from the trainer's events; probes run on model copies under a
+    forked RNG, so the slice trains exactly as it would without the doctor."""
 
-    def __init__(self, cfg: Config, probes: list[Probe], reach_batches: int = 1) -> None:
-        fixset = fixes_of(cfg)
-        self.fixset = fixset
+    def __init__(self, cfg: Config, probes: list[Probe]) -> None:
         self.probes = probes
-        self.lr = LRMonitor(fixset)
-        self.terms = TermMonitor(cfg, fixset, reach_batches)
-        self.freeze = FreezeMonitor(fixset)
-        self.modes = ModeMonitor(fixset)
-        self.flow = FlowMonitor(fixset)
-        self.clamp_report: dict[str, float] = {}
+        observers = {cls: cls() for cls in dict.fromkeys(c.observer for c in CHECKS)}
+        self.observers = list(observers.values())
+        self.checks = [c(observers[c.observer], cfg) for c in CHECKS]
 
     def on_train_start(self, trainer: Trainer) -> None:
-        trainer.model.branches.reset()
-        trainer.model.reset_clamp_report()
-        self.freeze.on_train_start(trainer.model)
+        for o in self.observers:
+            o.on_train_start(trainer.model)
 
     def on_train_batch(self, trainer: Trainer, epoch: int, index: int, batch: dict, out: dict,
                        result, loss: torch.Tensor) -> None:
-        probe = GradProbe(trainer.model)
-        self.lr.on_train_batch(trainer, epoch, index)
-        self.freeze.on_train_batch(trainer, probe.norms(loss))
-        self.terms.on_train_batch(trainer, epoch, index, batch, out, result, loss, probe)
+        step = Step(epoch, index, batch, out, result, loss, GradProbe(trainer.model))
+        for o in self.observers:
+            o.on_train_batch(trainer, step)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, stage: int, metrics: dict) -> None:
         last = epoch + 1 == trainer.schedule.num_epochs
@@ -100,9 +90,8 @@ class DoctorCallback(Callback):
                     self._probe_model(trainer)
 
     def on_train_end(self, trainer: Trainer, result) -> None:
-        self.freeze.on_train_end(trainer.model)
-        self.flow.on_train_end(trainer.model)
-        self.clamp_report = trainer.model.clamp_report()
+        for o in self.observers:
+            o.on_train_end(trainer.model)
 
     def _probe_terms(self, trainer: Trainer, stage: int) -> None:
         # Two inputs beyond the training batches: one image of every kind, and the vivid bars (the
@@ -111,18 +100,16 @@ class DoctorCallback(Callback):
         model = set_mode(probe_copy(trainer.model), True)
         chosen = [mixed_batch(self.probes), *(p for p in self.probes if p.name == "colour_bars")]
         outputs = [(p, model(p.x.to(trainer.device))) for p in chosen]
-        self.terms.on_probe(trainer, stage, model, outputs)
+        for o in self.observers:
+            o.on_stage_probe(trainer, stage, model, outputs)
 
     def _probe_model(self, trainer: Trainer) -> None:
         model = probe_copy(trainer.model)
-        for p in self.probes:
-            self.modes.on_probe(model, p)
-        self.flow.on_probe(model, self.probes)
+        for o in self.observers:
+            o.on_slice_probe(model, self.probes)
 
     def findings(self) -> list[Finding]:
-        return [*self.terms.findings(), *self.lr.findings(), *self.freeze.findings(),
-                *self.modes.findings(), *self.flow.findings(),
-                *clamp_findings(self.clamp_report, self.fixset)]
+        return report(self.checks)
 
 
 def _rng_devices(device: torch.device) -> list:

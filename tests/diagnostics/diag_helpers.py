@@ -7,6 +7,9 @@ import torch
 
 from remdinet.colour import normalize
 from remdinet.config import Config
+from remdinet.diagnostics.checks import CHECKS, report
+from remdinet.diagnostics.observer import Observer
+from remdinet.diagnostics.report import Finding
 from remdinet.exp.presets import load_preset
 from remdinet.fixes import FixSet
 from remdinet.model import build_model
@@ -19,6 +22,12 @@ def tiny_overrides(fixset: FixSet) -> dict[str, Any]:
 
 def tiny_cfg(fixset: FixSet) -> Config:
     return resolve(tiny_overrides(fixset))
+
+
+def checked(observer: Observer, fixset: FixSet) -> list[Finding]:
+    """The findings of the registered checks that read ``observer``, in the report's order."""
+    cfg = tiny_cfg(fixset)
+    return report([c(observer, cfg) for c in CHECKS if c.observer is type(observer)])
 
 
 def tiny_model(fixset: FixSet) -> torch.nn.Module:

@@ -1,5 +1,13 @@
-from remdinet.diagnostics.clamps import CLAMP_PRESSURE, clamp_findings
+from diag_helpers import checked
+from remdinet.diagnostics.checks._clamp import CLAMP_PRESSURE
+from remdinet.diagnostics.clamps import ClampMonitor
 from remdinet.fixes import FixSet
+
+
+def clamp_findings(report, fixset):
+    monitor = ClampMonitor()
+    monitor.report = report
+    return checked(monitor, fixset)
 
 
 def test_parameter_at_its_bound_for_most_forwards_is_flagged_and_attributed():

@@ -2,7 +2,7 @@ import functools
 
 import pytest
 
-from diag_helpers import fake_dataset, tiny_model
+from diag_helpers import checked, fake_dataset, tiny_model
 from remdinet.diagnostics.branches import FlowMonitor
 from remdinet.diagnostics.modes import probe_copy
 from remdinet.diagnostics.probes import build_probes
@@ -13,9 +13,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @functools.lru_cache(maxsize=None)
 def _flow(fixset):
-    monitor = FlowMonitor(fixset)
-    monitor.on_probe(probe_copy(tiny_model(fixset)), build_probes(fake_dataset(2)))
-    return {(f.check, f.subject): f for f in monitor.findings()}
+    monitor = FlowMonitor()
+    monitor.on_slice_probe(probe_copy(tiny_model(fixset)), build_probes(fake_dataset(2)))
+    return {(f.check, f.subject): f for f in checked(monitor, fixset)}
 
 
 def test_corrected_model_is_per_image_and_differentiable_everywhere():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from diag_helpers import tiny_model
+from diag_helpers import checked, tiny_model
 from remdinet.diagnostics.freezing import FreezeMonitor, frozen_batchnorms
 from remdinet.fixes import FixSet
 
@@ -10,13 +10,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _drift(fixset):
     model = tiny_model(fixset)
-    monitor = FreezeMonitor(fixset)
+    monitor = FreezeMonitor()
     monitor.on_train_start(model)
     model.train()
     with torch.no_grad():
         model(torch.rand(2, 3, 64, 64))
     monitor.on_train_end(model)
-    return {f.check: f for f in monitor.findings()}["frozen_bn"]
+    return {f.check: f for f in checked(monitor, fixset)}["frozen_bn"]
 
 
 def test_frozen_backbone_batchnorms_drift_in_training_mode_in_the_reference():

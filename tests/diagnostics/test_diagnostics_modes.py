@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from diag_helpers import fake_dataset, tiny_model
+from diag_helpers import checked, fake_dataset, tiny_model
 from remdinet.diagnostics.modes import ModeMonitor, probe_copy, set_mode
 from remdinet.diagnostics.probes import build_probes
 from remdinet.fixes import FixSet
@@ -10,11 +10,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _modes(fixset):
-    monitor = ModeMonitor(fixset)
+    monitor = ModeMonitor()
     model = probe_copy(tiny_model(fixset))
-    for p in build_probes(fake_dataset(2)):
-        monitor.on_probe(model, p)
-    return {f.subject: f for f in monitor.findings()}
+    monitor.on_slice_probe(model, build_probes(fake_dataset(2)))
+    return {f.subject: f for f in checked(monitor, fixset)}
 
 
 def test_corrected_model_computes_the_same_in_train_pass_and_eval():

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from diag_helpers import fake_dataset, tiny_cfg, tiny_model
+from diag_helpers import checked, fake_dataset, tiny_cfg, tiny_model
 from remdinet.diagnostics.gradients import TermMonitor
 from remdinet.diagnostics.modes import probe_copy, set_mode
 from remdinet.diagnostics.probes import build_probes
@@ -16,12 +16,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _terms(fixset, stage=2, kinds=("low_light", "colour_bars")):
     cfg = tiny_cfg(fixset)
     model = set_mode(probe_copy(tiny_model(fixset)), True)
-    trainer = SimpleNamespace(device=torch.device("cpu"),
+    trainer = SimpleNamespace(device=torch.device("cpu"), cfg=cfg, fixes=fixset,
                               criteria={stage: build_stage_loss(stage, cfg, fixset, model)})
-    monitor = TermMonitor(cfg, fixset, reach_batches=1)
+    monitor = TermMonitor()
     probes = [p for p in build_probes(fake_dataset(2)) if p.name in kinds]
-    monitor.on_probe(trainer, stage, model, [(p, model(p.x)) for p in probes])
-    return {(f.check, f.subject): f for f in monitor.findings()}
+    monitor.on_stage_probe(trainer, stage, model, [(p, model(p.x)) for p in probes])
+    return {(f.check, f.subject): f for f in checked(monitor, fixset)}
 
 
 def test_piecewise_diversity_loss_has_no_gradient_path_on_colourful_inputs():

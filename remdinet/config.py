@@ -31,12 +31,18 @@ from .errors import ConfigError, did_you_mean
 from .fixes import POST_FIX, PROFILES, post_fix_value, post_fix_values
 
 
-def _f(default: Any, lo: float | None = None, hi: float | None = None,
-       choices: tuple | None = None, doc: str = "") -> Any:
-    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+def setting(default: Any, lo: float | None = None, hi: float | None = None,
+            choices: tuple | None = None, doc: str = "", noun: str = "") -> Any:
+    """A declared dataclass field: default (``dataclasses.MISSING``: required), inclusive range,
+    allowed values and meaning, checked by :func:`coerce_value`. ``noun`` names what a value is in
+    the error for one outside ``choices`` (``unknown sampler 'x'; valid: ...``)."""
+    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc, "noun": noun}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+_f = setting  # the short name of the declarations below
 
 
 @dataclass
@@ -380,6 +386,15 @@ def key_specs(section: str | None = None) -> list[KeySpec]:
 def coerce(key: str, value: Any) -> Any:
     """Convert ``value`` (possibly a string from a CLI or MLflow) to the type of ``key``; validate."""
     typ, f = field_spec(key)
+    return coerce_value(key, typ, f, value)
+
+
+def coerce_value(name: str, typ: Any, f: dataclasses.Field, value: Any) -> Any:
+    """``value`` converted to ``typ`` and checked against the field's :func:`setting`; errors name
+    ``name``. ``X | None`` takes an X; a ``list`` holds strings (``list[T]``: Ts), each one of
+    ``choices`` when declared; a ``dict`` (a TOML table) is kept as it is."""
+    if type(None) in get_args(typ):
+        typ = next(a for a in get_args(typ) if a is not type(None))
     origin = get_origin(typ) or typ
     try:
         if origin is bool:
@@ -413,19 +428,46 @@ def coerce(key: str, value: Any) -> Any:
                     value = json.loads(text)
                 else:
                     value = [v.strip() for v in text.split(",") if v.strip()]
-            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            item = (get_args(typ) or (str,))[0]
+            if not isinstance(value, (list, tuple)) or not all(
+                    item is Any or isinstance(v, item) for v in value):
                 raise ValueError(value)
             value = list(value)
+        elif origin is dict and not isinstance(value, dict):
+            raise ValueError(value)
     except (ValueError, TypeError, json.JSONDecodeError):
-        raise ConfigError(f"{key}: expected {origin.__name__}, got {value!r}") from None
+        raise ConfigError(f"{name}: expected {origin.__name__}, got {value!r}") from None
     lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{key}: value must be finite, got {value!r}")
+        raise ConfigError(f"{name}: value must be finite, got {value!r}")
     if lo is not None and value < lo or hi is not None and value > hi:
-        raise ConfigError(f"{key}: {value!r} is outside the allowed range [{lo}, {hi}]")
-    if choices is not None and value not in choices:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, choices))}")
+        allowed = (f"must be >= {lo}" if hi is None else f"must be <= {hi}" if lo is None
+                   else f"is outside the allowed range [{lo}, {hi}]")
+        raise ConfigError(f"{name}: {value!r} {allowed}")
+    for v in value if origin is list and choices is not None else [value]:
+        if choices is not None and v not in choices:
+            valid = ", ".join(map(str, choices))
+            noun = f.metadata.get("noun")
+            raise ConfigError(f"{name}: unknown {noun} {v!r}; valid: {valid}" if noun else
+                              f"{name}: {v!r} is not one of {valid}")
     return value
+
+
+def read_table(cls: type, table: dict[str, Any], where: str, noun: str = "key") -> Any:
+    """An instance of the dataclass ``cls`` (fields declared with :func:`setting`) from a TOML
+    table: unknown and missing keys are refused, each value is checked against its declaration,
+    and every message starts with ``where`` (the table, e.g. ``[study]``)."""
+    by_name = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(table) - set(by_name))
+    if unknown:
+        raise ConfigError(f"{where}: unknown {noun}(s) {', '.join(unknown)}; "
+                          f"valid: {', '.join(sorted(by_name))}")
+    for n, f in by_name.items():
+        if n not in table and f.default is dataclasses.MISSING is f.default_factory:
+            raise ConfigError(f"{where}: missing {n!r}")
+    hints = _type_hints(cls)
+    return cls(**{n: coerce_value(f"{where} {n}", hints[n], by_name[n], v)
+                  for n, v in table.items()})
 
 
 _ORDERED_PAIRS = [

@@ -38,6 +38,9 @@ rate).
     step = 0.01                    # optional
     # categorical: choices = [...]
 
+The keys of ``[study]`` (:class:`StudyTable`) and of a ``[space]`` parameter (:data:`PARAM_KINDS`)
+are declared with the config's field machinery (:func:`remdinet.config.setting`, read by
+:func:`remdinet.config.read_table`); each table's ``validate``/``spec`` adds the rules between keys.
 Everything is checked before any training, and every error names the file and the offending key:
 unknown config keys, a type that does not match the config field, empty or mistyped choices,
 ``low >= high``, ``log`` with ``low <= 0``, bounds outside the field's allowed range, unknown
@@ -52,19 +55,20 @@ goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import itertools
 import math
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from remdinet.config import ConfigError, coerce, field_spec
+from remdinet.config import ConfigError, coerce, field_spec, read_table, setting
 from remdinet.metrics import MS_SSIM_MIN_SIDE
 from remdinet.resolve import resolve
 
@@ -107,13 +111,7 @@ WRAPPED, WRAPPED_OPTIONS = "wrapped_pruner", "wrapped_pruner_options"
 # BaseSampler, FrozenTrial, ...) is a Python object that no study file can give
 _TOML_TYPES = {"Any", "Dict", "List", "Literal", "Mapping", "None", "Optional", "Sequence", "Tuple",
                "Union"}
-_STUDY_KEYS = {"name", "description", "preset", "metric", "metrics", "direction", "directions",
-               "n_trials", "timeout", "sampler", "pruner", "seed", "baseline", "include",
-               "sampler_options", "pruner_options"}
 _TABLES = {"study", "fixed", "space"}
-_PARAM_KEYS = {"float": {"type", "low", "high", "log", "step"},
-               "int": {"type", "low", "high", "log", "step"},
-               "categorical": {"type", "choices"}}
 
 
 @dataclass(frozen=True)
@@ -161,6 +159,139 @@ class ParamSpec:
             return {"type": "categorical", "choices": list(self.choices)}
         return {"type": self.kind, "low": self.low, "high": self.high, "log": self.log,
                 "step": self.step}
+
+
+@dataclass
+class FloatRange:
+    """``[space."key"]`` with ``type = "float"``: the arguments of Optuna's ``suggest_float``."""
+    low: float = setting(MISSING, doc="the lowest value; the config field's range bounds it")
+    high: float = setting(MISSING, doc="the highest value, above low")
+    log: bool = setting(False, doc="sample on a log scale (needs low > 0; not with step)")
+    step: float | None = setting(None, doc="spacing of the values, > 0 (the grid sampler needs it)")
+
+    def spec(self, key: str, kind: str) -> ParamSpec:
+        """The parameter, after the rules between its keys and against the config field."""
+        where = f'[space."{key}"]'
+        if self.low >= self.high:
+            raise ConfigError(f"{where}: low ({self.low}) must be less than high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"{where}: log = true needs low > 0, got low = {self.low}")
+        if self.step is not None and self.step <= 0:
+            raise ConfigError(f"{where}: step must be > 0, got {self.step}")
+        if self.log and self.step is not None:
+            raise ConfigError(f"{where}: log and step cannot be combined (Optuna samples one or "
+                              f"the other)")
+        for bound, value in (("low", self.low), ("high", self.high)):
+            try:
+                coerce(key, value)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {bound} = {value}: {exc}") from None
+        return ParamSpec(key, kind, low=self.low, high=self.high, log=self.log, step=self.step)
+
+
+@dataclass
+class IntRange(FloatRange):
+    """``type = "int"``: :class:`FloatRange`'s keys with integer values (``suggest_int``)."""
+    low: int = setting(MISSING)
+    high: int = setting(MISSING)
+    step: int | None = setting(None)
+
+
+@dataclass
+class Choices:
+    """``type = "categorical"``: the values of ``suggest_categorical``."""
+    choices: list[Any] = setting(MISSING, doc="each a value of the config field, of its type")
+
+    def spec(self, key: str, kind: str) -> ParamSpec:
+        where = f'[space."{key}"]'
+        if not self.choices:
+            raise ConfigError(f"{where}: categorical needs a non-empty list 'choices'")
+        field_type = _field_type(key)
+        values = []
+        for c in self.choices:
+            try:
+                values.append(coerce(key, c))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: choice {c!r} does not fit the config field: {exc}"
+                                  ) from None
+            int_for_float = isinstance(c, int) and not isinstance(c, bool) and field_type == "float"
+            if type(c) is not type(values[-1]) and not int_for_float:
+                raise ConfigError(f"{where}: choice {c!r} is a {type(c).__name__}, the config "
+                                  f"field is {field_type}")
+        if len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"{where}: duplicate choices {self.choices!r}")
+        return ParamSpec(key, kind, choices=tuple(values))
+
+
+PARAM_KINDS = {"float": FloatRange, "int": IntRange, "categorical": Choices}
+
+
+@dataclass
+class StudyTable:
+    """The ``[study]`` table, declared like the config's fields (:func:`remdinet.config.setting`);
+    :meth:`validate` adds the rules between keys."""
+    name: str | None = setting(None, doc="names the study's folders and MLflow experiment; "
+                                         "default: the file name")
+    description: str = setting("", doc="one line for listings")
+    preset: str | None = setting(None, doc="experiments/<preset>.toml, the base of every trial")
+    metric: str | None = setting(None, choices=METRICS, noun="metric",
+                                 doc="the objective (default psnr)")
+    metrics: list | None = setting(None, choices=METRICS, noun="metric",
+                                   doc="several objectives: a multi-objective study")
+    direction: str | None = setting(None, choices=DIRECTIONS,
+                                    doc="of every objective (default maximize)")
+    directions: list | None = setting(None, choices=DIRECTIONS, doc="one per metric")
+    n_trials: int | None = setting(None, 1, doc="per invocation; a resumed study adds this many")
+    timeout: float | None = setting(None, doc="seconds per invocation, > 0")
+    sampler: str = setting("tpe", choices=tuple(SAMPLERS), noun="sampler")
+    pruner: str | None = setting(None, choices=tuple(PRUNERS), noun="pruner",
+                                 doc="default median (none for a multi-objective study)")
+    seed: int = setting(0, 0, doc="seeds the sampler")
+    baseline: bool = setting(False, doc="enqueue the base config's own values as the first trial")
+    include: list = setting([], doc="study files whose [fixed] and [space] tables merge in")
+    sampler_options: dict = setting({}, doc="keyword arguments of the Optuna sampler")
+    pruner_options: dict = setting({}, doc="keyword arguments of the Optuna pruner")
+
+    def validate(self, stem: str, space: dict[str, ParamSpec]) -> None:
+        """The rules between keys and with the space; fills the defaults that depend on other
+        keys (name: ``stem``, the file name; metrics, directions, pruner)."""
+        if self.metric is not None and self.metrics is not None:
+            raise ConfigError("[study]: give either metric or metrics, not both")
+        if self.direction is not None and self.directions is not None:
+            raise ConfigError("[study]: give either direction or directions, not both")
+        self.metrics = [self.metric or "psnr"] if self.metrics is None else self.metrics
+        if not self.metrics:
+            raise ConfigError("[study] metrics: must be a non-empty list")
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ConfigError(f"[study] metrics: duplicate metrics {self.metrics}")
+        if self.directions is None:
+            self.directions = [self.direction or "maximize"] * len(self.metrics)
+        if len(self.directions) != len(self.metrics):
+            raise ConfigError(f"[study] directions: needs one direction per metric "
+                              f"({len(self.metrics)})")
+        multi = len(self.metrics) > 1
+        if self.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+            raise ConfigError("[study] sampler: 'cmaes' needs the cmaes package (pip install cmaes)")
+        if self.sampler == "cmaes" and multi:
+            raise ConfigError("[study] sampler: 'cmaes' is single-objective only")
+        stepless = [k for k, p in space.items() if p.kind == "float" and p.step is None]
+        if self.sampler == "grid" and stepless:
+            raise ConfigError(f'[space."{stepless[0]}"]: the grid sampler needs a step for float '
+                              f'parameters')
+        if self.sampler == "grid" and self.sampler_options:
+            raise ConfigError("[study.sampler_options]: the grid sampler takes no options: its "
+                              "points run in order, each once")
+        self.pruner = self.pruner or ("none" if multi else "median")
+        if multi and self.pruner != "none":
+            raise ConfigError('[study] pruner: Optuna cannot prune multi-objective studies; set '
+                              'pruner = "none"')
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"[study] timeout: must be > 0 seconds, got {self.timeout}")
+        problem = name_problem(stem if self.name is None else self.name)  # it names folders
+        if problem is not None:
+            raise ConfigError(f"[study] name{' (the file name)' if self.name is None else ''}: "
+                              f"{problem}")
+        self.name = stem if self.name is None else self.name
 
 
 @dataclass
@@ -253,80 +384,41 @@ def _flat_keys(src: str, table: dict[str, Any], where: str, leaf) -> dict[str, A
     return out
 
 
-def _number(src: str, where: str, value: Any, integer: bool) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _err(src, where, f"expected a number, got {value!r}")
-    if integer and not float(value).is_integer():
-        raise _err(src, where, f"expected an integer, got {value!r}")
-    return int(value) if integer else float(value)
+@contextlib.contextmanager
+def _in_file(src: str):
+    """A ConfigError raised inside becomes a StudySpecError naming the file."""
+    try:
+        yield
+    except StudySpecError:
+        raise
+    except ConfigError as exc:
+        raise StudySpecError(f"{src}: {exc}") from None
+
+
+def _field_type(key: str) -> str:
+    typ, _ = field_spec(key)
+    return getattr(typ, "__name__", str(typ))
 
 
 def _param(src: str, key: str, raw: Any) -> ParamSpec:
     where = f'[space."{key}"]'
     try:
-        typ, _ = field_spec(key)
+        field_type = _field_type(key)
     except ConfigError as exc:
         raise _err(src, where, str(exc)) from None
     if not isinstance(raw, dict):
         raise _err(src, where, "must be a table with type = float | int | categorical")
-    kind = raw.get("type")
-    if kind not in _PARAM_KEYS:
-        raise _err(src, where, f"type must be one of float, int, categorical; got {kind!r}")
-    extra = set(raw) - _PARAM_KEYS[kind]
-    if extra:
-        raise _err(src, where, f"unknown option(s) {', '.join(sorted(extra))} for type {kind!r}; "
-                               f"allowed: {', '.join(sorted(_PARAM_KEYS[kind]))}")
-    field_type = getattr(typ, "__name__", str(typ))
+    options = dict(raw)
+    kind = options.pop("type", None)
+    if kind not in PARAM_KINDS:
+        raise _err(src, where, f"type must be one of {', '.join(PARAM_KINDS)}; got {kind!r}")
     if field_type == "list":
         raise _err(src, where, "list-valued config keys cannot be searched")
-    if kind == "categorical":
-        choices = raw.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise _err(src, where, "categorical needs a non-empty list 'choices'")
-        values = []
-        for c in choices:
-            try:
-                values.append(coerce(key, c))
-            except ConfigError as exc:
-                raise _err(src, where, f"choice {c!r} does not fit the config field: {exc}"
-                           ) from None
-            int_for_float = isinstance(c, int) and not isinstance(c, bool) and field_type == "float"
-            if type(c) is not type(values[-1]) and not int_for_float:
-                raise _err(src, where, f"choice {c!r} is a {type(c).__name__}, the config field is "
-                                       f"{field_type}")
-        if len(set(map(repr, values))) != len(values):
-            raise _err(src, where, f"duplicate choices {choices!r}")
-        return ParamSpec(key, kind, choices=tuple(values))
-    if field_type != kind:
+    if kind != "categorical" and field_type != kind:
         raise _err(src, where, f"type {kind!r} does not match the config field, which is "
                                f"{field_type} (use type = \"{field_type}\" or categorical)")
-    for bound in ("low", "high"):
-        if bound not in raw:
-            raise _err(src, where, f"missing '{bound}'")
-    integer = kind == "int"
-    low = _number(src, f"{where} low", raw["low"], integer)
-    high = _number(src, f"{where} high", raw["high"], integer)
-    if low >= high:
-        raise _err(src, where, f"low ({low}) must be less than high ({high})")
-    log = raw.get("log", False)
-    if not isinstance(log, bool):
-        raise _err(src, where, f"log must be true or false, got {log!r}")
-    if log and low <= 0:
-        raise _err(src, where, f"log = true needs low > 0, got low = {low}")
-    step = raw.get("step")
-    if step is not None:
-        step = _number(src, f"{where} step", step, integer)
-        if step <= 0:
-            raise _err(src, where, f"step must be > 0, got {step}")
-        if log:
-            raise _err(src, where, "log and step cannot be combined (Optuna samples one or the "
-                                   "other)")
-    for name, v in (("low", low), ("high", high)):
-        try:
-            coerce(key, v)
-        except ConfigError as exc:
-            raise _err(src, where, f"{name} = {v}: {exc}") from None
-    return ParamSpec(key, kind, low=low, high=high, log=log, step=step)
+    with _in_file(src):
+        return read_table(PARAM_KINDS[kind], options, where, noun="option").spec(key, kind)
 
 
 def _options(src: str, where: str, raw: Any, factory, label: str) -> dict[str, Any]:
@@ -363,7 +455,8 @@ def _pruner_options(src: str, where: str, name: str, raw: Any) -> dict[str, Any]
     return options
 
 
-def _load_tables(path: Path, seen: tuple[Path, ...]) -> tuple[dict, dict[str, Any], dict[str, Any]]:
+def _load_tables(path: Path, seen: tuple[Path, ...]
+                 ) -> tuple[StudyTable, dict[str, Any], dict[str, Any]]:
     """(study table, fixed, space) of one file with its includes merged in."""
     src = str(path)
     doc = _read(path)
@@ -374,16 +467,11 @@ def _load_tables(path: Path, seen: tuple[Path, ...]) -> tuple[dict, dict[str, An
     study = doc.get("study", {})
     if not isinstance(study, dict):
         raise _err(src, "[study]", "must be a table")
-    bad = set(study) - _STUDY_KEYS
-    if bad:
-        raise _err(src, "[study]", f"unknown key(s) {', '.join(sorted(bad))}; "
-                                   f"valid: {', '.join(sorted(_STUDY_KEYS))}")
+    with _in_file(src):
+        study = read_table(StudyTable, study, "[study]")
     fixed = _flat_keys(src, doc.get("fixed", {}), "fixed", leaf=lambda v: False)
     space = _flat_keys(src, doc.get("space", {}), "space", leaf=lambda v: "type" in v)
-    includes = study.get("include", [])
-    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise _err(src, "[study] include", "must be a list of study names")
-    for name in includes:
+    for name in study.include:
         inc = find_toml("studies", name)
         if inc.resolve() in seen:
             raise _err(src, "[study] include", f"include cycle through {inc}")
@@ -420,6 +508,53 @@ def _check_resolvable(src: str, spec: StudySpec) -> None:
                            f"combination can be sampled") from None
 
 
+def _coerce_fixed(src: str, raw: dict[str, Any]) -> dict[str, Any]:
+    fixed: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            fixed[key] = coerce(key, value)
+        except ConfigError as exc:
+            raise _err(src, f'[fixed] "{key}"', str(exc)) from None
+    return fixed
+
+
+def _check_searched_keys(src: str, fixed: dict[str, Any], space: dict[str, ParamSpec],
+                         overrides: dict[str, Any]) -> None:
+    """Something is searched, and no searched key is also fixed, in the file or from the CLI."""
+    if not space:
+        raise _err(src, "[space]", "the search space is empty")
+    clash = sorted(set(fixed) & set(space))
+    if clash:
+        raise _err(src, f'[fixed] "{clash[0]}"', "is also searched in [space]")
+    clash = sorted(set(overrides) & set(space))
+    if clash:
+        raise _err(src, f'"{clash[0]}" (--set or --config)', "is searched in [space]; it cannot "
+                                                             "be fixed from the CLI")
+
+
+def _check_built(src: str, spec: StudySpec) -> None:
+    """What only the built sampler and pruner and the resolved configs tell: their options, the
+    space's corners, the ms_ssim image size and a baseline inside the space."""
+    for label, build in (("[study.sampler_options]", lambda: spec.make_sampler(0)),
+                         ("[study.pruner_options]", spec.make_pruner)):
+        try:
+            build()
+        except (TypeError, ValueError) as exc:
+            raise _err(src, label, str(exc)) from None
+    _check_resolvable(src, spec)
+    cfg = resolve(spec.base)
+    if ("ms_ssim" in spec.metrics and cfg.data.val_resize == "squash"
+            and cfg.training.image_size <= MS_SSIM_MIN_SIDE):
+        raise _err(src, "[study] metrics", f"ms_ssim is only computed for validation images larger "
+                                           f"than {MS_SSIM_MIN_SIDE} px; training.image_size is "
+                                           f"{cfg.training.image_size}")
+    if spec.baseline:
+        for key, value in spec.baseline_params().items():
+            if not spec.space[key].contains(value):
+                raise _err(src, f'[space."{key}"]', f"baseline = true, but the base config's value "
+                                                    f"{value!r} lies outside the searched range")
+
+
 def load_spec(name: str | Path, preset: str | None = None,
               overrides: dict[str, Any] | None = None) -> StudySpec:
     """Read and fully validate ``studies/<name>.toml`` (or a path).
@@ -430,120 +565,22 @@ def load_spec(name: str | Path, preset: str | None = None,
     path = find_toml("studies", str(name))
     src = str(path)
     study, fixed_raw, space_raw = _load_tables(path, (path.resolve(),))
-
-    fixed: dict[str, Any] = {}
-    for key, value in fixed_raw.items():
-        try:
-            fixed[key] = coerce(key, value)
-        except ConfigError as exc:
-            raise _err(src, f'[fixed] "{key}"', str(exc)) from None
+    fixed = _coerce_fixed(src, fixed_raw)
     space = {key: _param(src, key, raw) for key, raw in space_raw.items()}
-    if not space:
-        raise _err(src, "[space]", "the search space is empty")
-    clash = sorted(set(fixed) & set(space))
-    if clash:
-        raise _err(src, f'[fixed] "{clash[0]}"', "is also searched in [space]")
-    clash = sorted(set(overrides or {}) & set(space))
-    if clash:
-        raise _err(src, f'"{clash[0]}" (--set or --config)', "is searched in [space]; it cannot "
-                                                             "be fixed from the CLI")
-
-    if "metric" in study and "metrics" in study:
-        raise _err(src, "[study]", "give either metric or metrics, not both")
-    metrics = study.get("metrics", [study.get("metric", "psnr")])
-    if isinstance(metrics, str) or not isinstance(metrics, list) or not metrics:
-        raise _err(src, "[study] metrics", "must be a non-empty list")
-    for m in metrics:
-        if m not in METRICS:
-            raise _err(src, "[study] metric", f"unknown metric {m!r}; valid: {', '.join(METRICS)}")
-    if len(set(metrics)) != len(metrics):
-        raise _err(src, "[study] metrics", f"duplicate metrics {metrics}")
-    if "direction" in study and "directions" in study:
-        raise _err(src, "[study]", "give either direction or directions, not both")
-    directions = study.get("directions", [study.get("direction", "maximize")] * len(metrics))
-    if not isinstance(directions, list) or len(directions) != len(metrics):
-        raise _err(src, "[study] directions", f"needs one direction per metric ({len(metrics)})")
-    for d in directions:
-        if d not in DIRECTIONS:
-            raise _err(src, "[study] direction", f"{d!r} is not one of {', '.join(DIRECTIONS)}")
-    multi = len(metrics) > 1
-
-    sampler = study.get("sampler", "tpe")
-    if sampler not in SAMPLERS:
-        raise _err(src, "[study] sampler", f"unknown sampler {sampler!r}; valid: "
-                                           f"{', '.join(SAMPLERS)}")
-    if sampler == "cmaes":
-        if importlib.util.find_spec("cmaes") is None:
-            raise _err(src, "[study] sampler", "'cmaes' needs the cmaes package "
-                                               "(pip install cmaes)")
-        if multi:
-            raise _err(src, "[study] sampler", "'cmaes' is single-objective only")
-    if sampler == "grid":
-        for key, p in space.items():
-            if p.kind == "float" and p.step is None:
-                raise _err(src, f'[space."{key}"]', "the grid sampler needs a step for float "
-                                                    "parameters")
-        if study.get("sampler_options"):
-            raise _err(src, "[study.sampler_options]", "the grid sampler takes no options: "
-                                                       "its points run in order, each once")
-    pruner = study.get("pruner", "none" if multi else "median")
-    if pruner not in PRUNERS:
-        raise _err(src, "[study] pruner", f"unknown pruner {pruner!r}; valid: {', '.join(PRUNERS)}")
-    if multi and pruner != "none":
-        raise _err(src, "[study] pruner", "Optuna cannot prune multi-objective studies; "
-                                          "set pruner = \"none\"")
-    sampler_options = _options(src, "[study.sampler_options]", study.get("sampler_options"),
-                               SAMPLERS[sampler], sampler)
-    pruner_options = _pruner_options(src, "[study.pruner_options]", pruner,
-                                     study.get("pruner_options"))
-
-    n_trials = study.get("n_trials")
-    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int)
-                                 or n_trials < 1):
-        raise _err(src, "[study] n_trials", f"must be a positive integer, got {n_trials!r}")
-    timeout = study.get("timeout")
-    if timeout is not None:
-        timeout = _number(src, "[study] timeout", timeout, integer=False)
-        if timeout <= 0:
-            raise _err(src, "[study] timeout", f"must be > 0 seconds, got {timeout}")
-    seed = study.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise _err(src, "[study] seed", f"must be a non-negative integer, got {seed!r}")
-    baseline = study.get("baseline", False)
-    if not isinstance(baseline, bool):
-        raise _err(src, "[study] baseline", f"must be true or false, got {baseline!r}")
-    name_value = study.get("name", path.stem)
-    problem = name_problem(name_value)  # it names the study's folders and MLflow experiment
-    if problem is not None:
-        raise _err(src, "[study] name" if "name" in study else "[study] name (the file name)",
-                   problem)
-    preset = preset or study.get("preset")
-    if preset is not None and not isinstance(preset, str):
-        raise _err(src, "[study] preset", f"must be a preset name, got {preset!r}")
-
-    base = {**(load_preset(preset) if preset else {}), **fixed, **(overrides or {})}
-    spec = StudySpec(name=name_value, path=path, preset=preset, metrics=tuple(metrics),
-                     directions=tuple(directions), n_trials=n_trials, timeout=timeout,
-                     sampler=sampler, pruner=pruner, seed=seed, baseline=baseline,
-                     description=str(study.get("description", "")),
-                     sampler_options=sampler_options, pruner_options=pruner_options,
-                     fixed=fixed, space=space, base=base)
-    for label, build in (("[study.sampler_options]", lambda: spec.make_sampler(0)),
-                         ("[study.pruner_options]", spec.make_pruner)):
-        try:
-            build()
-        except (TypeError, ValueError) as exc:
-            raise _err(src, label, str(exc)) from None
-    _check_resolvable(src, spec)
-    cfg = resolve(base)
-    if ("ms_ssim" in spec.metrics and cfg.data.val_resize == "squash"
-            and cfg.training.image_size <= MS_SSIM_MIN_SIDE):
-        raise _err(src, "[study] metrics", f"ms_ssim is only computed for validation images larger "
-                                           f"than {MS_SSIM_MIN_SIDE} px; training.image_size is "
-                                           f"{cfg.training.image_size}")
-    if baseline:
-        for key, value in spec.baseline_params().items():
-            if not space[key].contains(value):
-                raise _err(src, f'[space."{key}"]', f"baseline = true, but the base config's value "
-                                                    f"{value!r} lies outside the searched range")
+    _check_searched_keys(src, fixed, space, overrides or {})
+    with _in_file(src):
+        study.validate(path.stem, space)
+    preset = preset or study.preset
+    spec = StudySpec(
+        name=study.name, path=path, preset=preset, metrics=tuple(study.metrics),
+        directions=tuple(study.directions), n_trials=study.n_trials, timeout=study.timeout,
+        sampler=study.sampler, pruner=study.pruner, seed=study.seed, baseline=study.baseline,
+        description=study.description,
+        sampler_options=_options(src, "[study.sampler_options]", study.sampler_options,
+                                 SAMPLERS[study.sampler], study.sampler),
+        pruner_options=_pruner_options(src, "[study.pruner_options]", study.pruner,
+                                       study.pruner_options),
+        fixed=fixed, space=space,
+        base={**(load_preset(preset) if preset else {}), **fixed, **(overrides or {})})
+    _check_built(src, spec)
     return spec

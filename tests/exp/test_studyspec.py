@@ -163,6 +163,23 @@ def test_bad_study_settings_fail_naming_the_setting(tmp_path, study_lines, patte
         load_spec(write(tmp_path, body))
 
 
+@pytest.mark.parametrize("study_lines, pattern", [
+    ('n_trials = 0', r"\[study\] n_trials: 0 must be >= 1"),
+    ('seed = "one"', r"\[study\] seed: expected int, got 'one'"),
+    ('timeout = 0', r"\[study\] timeout: must be > 0"),
+    ('include = 3', r"\[study\] include: expected list"),
+    ('metrics = ["psnr", "loss"]', r"\[study\] metrics: unknown metric 'loss'; valid: psnr"),
+    (SPACE.replace("high = 0.2", 'high = "high"'),
+     r'\[space."color_thresholds.min_saturation"\] high: expected float'),
+])
+def test_a_study_value_of_the_wrong_type_or_range_fails_naming_its_key(tmp_path, study_lines,
+                                                                        pattern):
+    body = '[study]\npreset = "tiny"\n' + study_lines + "\n" + (SPACE if "[space" not in
+                                                                study_lines else "")
+    with pytest.raises(StudySpecError, match=pattern):
+        load_spec(write(tmp_path, body))
+
+
 def test_fixed_key_may_not_also_be_searched(tmp_path):
     body = GOOD_HEAD + '[fixed]\n"color_thresholds.min_saturation" = 0.1\n' + SPACE
     with pytest.raises(StudySpecError, match=r'min_saturation.*also searched'):

@@ -124,7 +124,8 @@ def test_three_workers_run_exactly_nine_trials_each_one_mlflow_child_of_one_pare
     assert len(re.findall(r"^worker \d \(pid \d+\) finished$", output, re.M)) == 3, output
     done = trials(storage)
     assert sorted(t.number for t in done) == list(range(9))  # no duplicated trial numbers
-    assert all(t.state == TrialState.COMPLETE for t in done)
+    assert all(t.state == TrialState.COMPLETE for t in done), (
+        {t.number: (t.state.name, t.user_attrs.get("fail_reason")) for t in done}, output)
     workers = {t.user_attrs[WORKER_ATTR] for t in done}
     assert 2 <= len(workers) <= 3  # trials are shared out (a slow-starting worker may get none)
     assert optuna.get_all_study_names(storage) == [STUDY]  # no helper study beside it

@@ -274,8 +274,15 @@ class Tracker:
             # MLflow registers its local-path source twice and warns that a path is ambiguous
             warnings.filterwarnings("ignore", message="The specified dataset source can be")
             dataset = mlflow.data.from_pandas(files, source=source, name=name)
-        self.client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
-                                                     [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+        inputs = [DatasetInput(dataset._to_mlflow_entity(),
+                               [InputTag(MLFLOW_DATASET_CONTEXT, context)])]
+        try:
+            self.client.log_inputs(run_id, inputs)
+        except MlflowException:
+            # runs of one experiment starting together on a shared database (workers) may insert
+            # the same dataset between MLflow's lookup and its insert (a unique-key race); the
+            # second call finds the row the other run inserted, and raises if the cause was another
+            self.client.log_inputs(run_id, inputs)
 
     def log_model(self, run_id: str, model: Any, params: Mapping[str, Any]) -> str:
         """``model`` (a torch module) as an MLflow PyTorch model of run ``run_id``: a LoggedModel

@@ -21,7 +21,7 @@ def run(tmp_path_factory):
                       run_dir=tmp_path_factory.mktemp("run"))
     with pytest.raises(Stop):
         trainer.fit()
-    return trainer.checkpoint_dir / "last.pth", data.info["root"]
+    return trainer.checkpoint_dir / "last.pth", data.info.root
 
 
 def write(path, rgb):

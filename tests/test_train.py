@@ -75,7 +75,7 @@ def test_fit_passes_through_all_three_stages(baseline):
     assert [h["stage"] for h in result.history] == STAGES
     assert result.epochs_run == 6 and not result.stopped_early
     assert isinstance(trainer.scheduler, CosineAnnealingLR)
-    assert result.data_info["counts"]["train"] == len(trainer.data.train)
+    assert result.data_info.counts.train == len(trainer.data.train)
 
 
 def test_validation_metrics_appear_on_validation_epochs_only(baseline):

@@ -5,13 +5,13 @@ at build time, so every problem is known before training starts: an unreadable, 
 image (a JPEG whose decoder reports damaged data included), a non-image file, a broken or looping
 symbolic link, a pair whose sizes differ, an image without ground truth. Without ``data.skip_bad`` they
 are raised together in one :class:`DataError` naming each file; with it they are left out, counted,
-logged and recorded in ``info["skipped"]``. Ground-truth files that no image pairs with are logged by
-name and listed in ``info["unused_gt"]``. Nothing is dropped silently.
+logged and recorded in ``info.skipped`` (a :class:`DataInfo`). Ground-truth files that no image pairs
+with are logged by name and listed in ``info.unused_gt``. Nothing is dropped silently.
 
 Validation uses the layout's validation folder when it has one (``val_data``, LOL-v1 ``eval15``, LOL-v2
 ``Test``); otherwise a seeded split of the training images, computed as the reference's
 ``random_split`` (``int(val_split · N)`` images, ``torch.randperm`` seeded with ``split_seed`` over the
-images sorted by path). ``info["split"]`` records the file names on each side.
+images sorted by path). ``info.split`` records the file names on each side.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import torch
 from .augment import REFERENCE, AugmentParams, augment_pair
 from .dataset import EpochSampler, PairedDataset, Sample, collate, make_loader
 from .feeding import AUTO_WORKERS, Feeding, feeding
+from .info import DataCounts, DataInfo, SkippedFile, Split
 from .io import (IMAGE_SUFFIXES, BadImageError, DataError, decode_raw, exif_orientation,
                  is_image_name, list_files, read_image, scan_folder)
 from .layouts import LAYOUTS, Layout, SplitDirs, detect_layout, resolve_layout
@@ -32,11 +33,11 @@ from .pairing import PAIRING_MODES, pair_files, gt_for_test_protocol
 from .synthetic import dataset_stats, ensure_dataset
 
 __all__ = [
-    "AUTO_WORKERS", "AugmentParams", "BadImageError", "DataBundle", "DataError", "EpochSampler",
-    "Feeding", "IMAGE_SUFFIXES", "LAYOUTS", "Layout", "PAIRING_MODES", "PairedDataset", "REFERENCE",
-    "Sample", "SplitDirs", "augment_pair", "build_data", "collate", "dataset_stats", "decode_raw",
-    "detect_layout", "ensure_dataset", "feeding", "gt_for_test_protocol", "make_loader",
-    "pair_files", "read_image", "resolve_layout",
+    "AUTO_WORKERS", "AugmentParams", "BadImageError", "DataBundle", "DataCounts", "DataError",
+    "DataInfo", "EpochSampler", "Feeding", "IMAGE_SUFFIXES", "LAYOUTS", "Layout", "PAIRING_MODES",
+    "PairedDataset", "REFERENCE", "Sample", "SkippedFile", "Split", "SplitDirs", "augment_pair",
+    "build_data", "collate", "dataset_stats", "decode_raw", "detect_layout", "ensure_dataset",
+    "feeding", "gt_for_test_protocol", "make_loader", "pair_files", "read_image", "resolve_layout",
 ]
 
 
@@ -48,7 +49,7 @@ UNUSED_GT_LOGGED = 20  # unused ground-truth files named one per log line; the r
 class DataBundle:
     train: PairedDataset
     val: PairedDataset
-    info: dict
+    info: DataInfo
 
 
 @dataclass
@@ -157,21 +158,17 @@ def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def build_data(cfg) -> DataBundle:
     """Train and validation datasets for ``cfg`` (a resolved :class:`remdinet.config.Config`)."""
     dc = cfg.data
-    info: dict = {"pairing": dc.pairing, "skip_bad": dc.skip_bad}
     if dc.root == "":
         if dc.layout not in ("auto", "remdinet"):
             raise DataError(f"data.layout={dc.layout!r} but data.root is empty (the embedded set, "
                             f"which uses the remdinet layout)")
         root = ensure_dataset(cfg.synthetic)
         layout = resolve_layout(root, "remdinet")
-        info["embedded"] = True
     else:
         root = Path(dc.root).expanduser()
         if not root.is_dir():
             raise DataError(f"data.root: {root} is not a folder")
         layout = resolve_layout(root, dc.layout)
-        info["embedded"] = False
-    info.update(layout=layout.name, root=str(root))
 
     decoder = _Decoder(keep=dc.cache_decoded)
     train = scan_split(layout.train, dc.pairing, decoder)
@@ -187,17 +184,17 @@ def build_data(cfg) -> DataBundle:
         raise DataError(f"{layout.train.low}: no usable training pairs remain")
     if val is not None:
         train_samples, val_samples = train.samples, val.samples
-        info["split"] = {"source": "folder", "val_dir": str(layout.val.low)}
+        split = Split("folder", [s.name for s in train_samples], [s.name for s in val_samples],
+                      val_dir=layout.val.low)
     else:
         train_samples, val_samples = _seeded_split(train.samples, dc.val_split, dc.split_seed)
-        info["split"] = {"source": "seeded", "fraction": dc.val_split, "seed": dc.split_seed}
-    info["split"].update(train=[s.name for s in train_samples], val=[s.name for s in val_samples])
-    info["counts"] = {"train": len(train_samples), "val": len(val_samples), "skipped": len(problems)}
-    info["skipped"] = [{"file": p, "reason": why} for p, why in problems]
-    info["unused_gt"] = train.unused_gt + (val.unused_gt if val is not None else [])
-    if layout.test is not None:
-        info["test"] = {"low": str(layout.test.low),
-                        "gt": str(layout.test.gt) if layout.test.gt is not None else None}
+        split = Split("seeded", [s.name for s in train_samples], [s.name for s in val_samples],
+                      fraction=dc.val_split, seed=dc.split_seed)
+    info = DataInfo(layout=layout.name, root=root, embedded=dc.root == "", pairing=dc.pairing,
+                    skip_bad=dc.skip_bad, split=split,
+                    skipped=[SkippedFile(p, why) for p, why in problems],
+                    unused_gt=train.unused_gt + (val.unused_gt if val is not None else []),
+                    test=layout.test)
 
     used = {p for s in train_samples + val_samples for p in (s.input, s.target) if p is not None}
     cache = {p: a for p, a in decoder.arrays.items() if p in used} if dc.cache_decoded else None
@@ -206,13 +203,13 @@ def build_data(cfg) -> DataBundle:
                              cache=cache)
     val_ds = PairedDataset(val_samples, "val", size, augment=False, val_resize=dc.val_resize,
                            cache=cache)
-    unused = info["unused_gt"]
+    unused = info.unused_gt
     for path in unused[:UNUSED_GT_LOGGED]:
         _log.info(f"data: ground truth unused (no image pairs with it): {path}")
     if len(unused) > UNUSED_GT_LOGGED:
         _log.info(f"data: ... and {len(unused) - UNUSED_GT_LOGGED} more unused ground-truth files "
                   f"(all in the data info's unused_gt)")
     _log.info(f"data: {layout.name} at {root}: {len(train_samples)} train, {len(val_samples)} val "
-              f"({info['split']['source']} split), pairing {dc.pairing}, {len(problems)} skipped, "
-              f"{len(info['unused_gt'])} ground-truth files unused")
+              f"({split.source} split), pairing {dc.pairing}, {len(problems)} skipped, "
+              f"{len(unused)} ground-truth files unused")
     return DataBundle(train_ds, val_ds, info)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,7 +23,7 @@ import torch
 from remdinet.checkpoint import load_checkpoint, load_model
 from remdinet.colour import denormalize
 from remdinet.config import Config
-from remdinet.data import DataBundle, build_data
+from remdinet.data import DataBundle, DataInfo, build_data
 from remdinet.model.image import ImageEnhancer
 from remdinet.paths import writable_dir
 from remdinet.train import Callback, Trainer, TrainResult, metric_names, resolve_device
@@ -123,26 +123,23 @@ def sample_rows(checkpoint: Path, dataset: Any, device: torch.device, n: int = S
     return rows
 
 
-def log_data_info(tracker: Tracker, run_id: str, info: dict[str, Any]) -> None:
+def log_data_info(tracker: Tracker, run_id: str, info: DataInfo) -> None:
     """Image counts as metrics ``data.train_images``, ``data.val_images``, ``data.skipped`` (the
     files ``data.skip_bad`` left out), ``data.unused_gt``; the skipped files and reasons as
     ``data/skipped.json``, the ground-truth files no image pairs with as ``data/unused_gt.json``.
     The file list (split, file) is the run's MLflow dataset input, named ``LAYOUT:FOLDER``."""
-    counts = info["counts"]
-    unused = info.get("unused_gt", [])
-    files = pd.DataFrame([{"split": split, "file": name} for split in ("train", "val")
-                          for name in info["split"][split]])
-    tracker.log_dataset(run_id, files, f"{info['layout']}:{Path(info['root']).name}",
-                        info["root"], "train")
-    tracker.log_metrics(run_id, {"data.train_images": counts["train"],
-                                 "data.val_images": counts["val"],
-                                 "data.skipped": counts["skipped"],
-                                 "data.unused_gt": len(unused)})
-    if info["skipped"]:
-        tracker.log_text(run_id, json.dumps(info["skipped"], indent=2, ensure_ascii=False),
-                         "data/skipped.json")
-    if unused:
-        tracker.log_text(run_id, json.dumps(unused, indent=2, ensure_ascii=False),
+    counts = info.counts
+    files = pd.DataFrame([{"split": split, "file": name}
+                          for split, names in (("train", info.split.train), ("val", info.split.val))
+                          for name in names])
+    tracker.log_dataset(run_id, files, f"{info.layout}:{info.root.name}", str(info.root), "train")
+    tracker.log_metrics(run_id, {"data.train_images": counts.train, "data.val_images": counts.val,
+                                 "data.skipped": counts.skipped, "data.unused_gt": counts.unused_gt})
+    if info.skipped:
+        tracker.log_text(run_id, json.dumps([asdict(s) for s in info.skipped], indent=2,
+                                            ensure_ascii=False), "data/skipped.json")
+    if info.unused_gt:
+        tracker.log_text(run_id, json.dumps(info.unused_gt, indent=2, ensure_ascii=False),
                          "data/unused_gt.json")
 
 

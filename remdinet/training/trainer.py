@@ -41,7 +41,7 @@ from ..checkpoint import (CheckpointError, load_checkpoint, model_counters, rest
                           rng_state, save_checkpoint, set_rng_state)
 from ..colour import denormalize, hsv_saturation
 from ..config import Config, StageWeights, save_toml
-from ..data import DataBundle, build_data, make_loader
+from ..data import DataBundle, DataInfo, build_data, make_loader
 from ..fixes import (MASK_UNFREEZE_UNFREEZE, MASK_UNFREEZE_VAL_NAN_GUARD, NO_LOSS_CLAMP,
                      RESET_BEST_PER_STAGE, SCHEDULER_EVERY_EPOCH, fixes_of)
 from ..losses import LossOutput, build_stage_loss
@@ -77,7 +77,7 @@ class TrainResult:
     run_dir: Path
     best_checkpoint: Path  # best_model.pth, or final_model.pth when no epoch reached save_best_stage
     skipped_batches: int
-    data_info: dict[str, Any]
+    data_info: DataInfo
 
 
 def _best(history: list[dict[str, float]], key: str) -> float:
@@ -176,7 +176,7 @@ class Trainer:
             final_metrics=dict(validated[-1]) if validated else {}, history=list(self.history),
             epochs_run=len(self.history), stopped_early=self.stopped_early, run_dir=self.run_dir,
             best_checkpoint=self.best_checkpoint, skipped_batches=self.skipped_batches,
-            data_info=dict(self.data.info))
+            data_info=self.data.info)
         self.callbacks("on_train_end", self, result)
         return result
 

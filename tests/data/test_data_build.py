@@ -82,20 +82,20 @@ def test_skip_bad_turns_each_bad_input_into_a_counted_logged_skip(tmp_path, kind
     name = _bad_case(tmp_path, kind)
     bundle = build_data(cfg_for(tmp_path, data__skip_bad=True, data__val_split=0.34))
     info = bundle.info
-    assert info["counts"]["skipped"] == len(info["skipped"]) >= 1
-    assert any(s["file"].endswith(name) for s in info["skipped"])
+    assert info.counts.skipped == len(info.skipped) >= 1
+    assert any(s.file.endswith(name) for s in info.skipped)
     assert any("skipped" in m and name in m for m in logged.messages)
-    used = set(info["split"]["train"]) | set(info["split"]["val"])
+    used = set(info.split.train) | set(info.split.val)
     assert name not in used or kind == "corrupt_gt"
     expected_pairs = 3 if kind in ("corrupt_png", "size_mismatch", "corrupt_gt") else 4
-    assert info["counts"]["train"] + info["counts"]["val"] == expected_pairs
+    assert info.counts.train + info.counts.val == expected_pairs
 
 
 def test_a_bad_ground_truth_also_names_the_image_it_drops(tmp_path):
     _bad_case(tmp_path, "corrupt_gt")
     info = build_data(cfg_for(tmp_path, data__skip_bad=True, data__val_split=0.34)).info
-    reasons = {s["file"].split("/")[-2] + "/" + s["file"].split("/")[-1]: s["reason"]
-               for s in info["skipped"]}
+    reasons = {s.file.split("/")[-2] + "/" + s.file.split("/")[-1]: s.reason
+               for s in info.skipped}
     assert "CRC" in reasons["train_gt/3.png"] and "unusable" in reasons["train_data/3.png"]
 
 
@@ -153,7 +153,7 @@ def test_unicode_paths_load(tmp_path):
     pair_tree(root, "train_data", "train_gt", ["ночь_1.png", "ночь_2.png"])
     bundle = build_data(cfg_for(root, data__val_split=0.5))
     assert bundle.train[0]["input"].shape == (3, 16, 16)
-    assert {n.startswith("ночь_") for n in bundle.info["split"]["train"]} == {True}
+    assert {n.startswith("ночь_") for n in bundle.info.split.train} == {True}
 
 
 def test_mixed_bit_depth_and_channel_files_load_together(tmp_path):
@@ -181,7 +181,7 @@ def test_unused_ground_truth_is_recorded(tmp_path, logged):
     remdinet_tree(tmp_path, n=3)
     write(tmp_path / "train_gt" / "extra.png", rand_rgb(5))
     info = build_data(cfg_for(tmp_path, data__val_split=0.34)).info
-    assert [p.split("/")[-1] for p in info["unused_gt"]] == ["extra.png"]
+    assert [p.split("/")[-1] for p in info.unused_gt] == ["extra.png"]
     assert "1 ground-truth files unused" in logged.messages[-1]
 
 
@@ -204,9 +204,9 @@ def test_a_dangling_link_is_named_not_counted_as_unused_ground_truth(tmp_path, l
         build_data(cfg_for(tmp_path, data__val_split=0.34))
     assert str(tmp_path / "train_data" / "1.png") in str(info.value)
     info = build_data(cfg_for(tmp_path, data__val_split=0.34, data__skip_bad=True)).info
-    assert [s["file"] for s in info["skipped"]] == [str(tmp_path / "train_data" / "1.png")]
+    assert [s.file for s in info.skipped] == [str(tmp_path / "train_data" / "1.png")]
     assert any("skipped" in m and "1.png" in m and "symbolic link" in m for m in logged.messages)
-    assert info["unused_gt"] == [str(tmp_path / "train_gt" / "1.png")]  # and its GT is named
+    assert info.unused_gt == [str(tmp_path / "train_gt" / "1.png")]  # and its GT is named
 
 
 def test_exif_rotated_jpeg_pairs_with_ground_truth_stored_as_viewers_show_it(tmp_path):
@@ -217,7 +217,7 @@ def test_exif_rotated_jpeg_pairs_with_ground_truth_stored_as_viewers_show_it(tmp
         with_exif_orientation(encode_jpeg(stored // 4, cv2.IMWRITE_JPEG_QUALITY, 95), 6))
     write(tmp_path / "train_gt" / "p.png", upright)
     info = build_data(cfg_for(tmp_path, data__val_split=0.0)).info
-    assert "p.jpg" in info["split"]["train"] and info["counts"]["skipped"] == 0
+    assert "p.jpg" in info.split.train and info.counts.skipped == 0
 
 
 def test_size_mismatch_caused_by_exif_orientation_says_so(tmp_path):
@@ -234,22 +234,22 @@ def test_size_mismatch_caused_by_exif_orientation_says_so(tmp_path):
 def test_seeded_split_is_recorded_reproducible_and_matches_random_split(tmp_path):
     remdinet_tree(tmp_path, n=10)
     cfg = cfg_for(tmp_path, data__val_split=0.3, data__split_seed=7)
-    a = build_data(cfg).info["split"]
-    b = build_data(cfg).info["split"]
-    assert a == b and a["source"] == "seeded" and a["seed"] == 7 and a["fraction"] == 0.3
-    assert len(a["val"]) == 3 and len(a["train"]) == 7 and not set(a["val"]) & set(a["train"])
+    a = build_data(cfg).info.split
+    b = build_data(cfg).info.split
+    assert a == b and a.source == "seeded" and a.seed == 7 and a.fraction == 0.3
+    assert len(a.val) == 3 and len(a.train) == 7 and not set(a.val) & set(a.train)
     names = sorted(f"{i}.png" for i in range(10))  # sorted by path like the reference
     perm = torch.randperm(10, generator=torch.Generator().manual_seed(7)).tolist()
-    assert sorted(a["val"]) == sorted(names[i] for i in perm[7:])
+    assert sorted(a.val) == sorted(names[i] for i in perm[7:])
     other = build_data(cfg_for(tmp_path, data__val_split=0.3, data__split_seed=8))
-    assert other.info["split"]["val"] != a["val"]
+    assert other.info.split.val != a.val
 
 
 def test_validation_folder_wins_over_the_seeded_split(tmp_path):
     remdinet_tree(tmp_path, n=4, val=2)
     info = build_data(cfg_for(tmp_path, data__val_split=0.5)).info
-    assert info["split"]["source"] == "folder" and info["split"]["val"] == ["v0.png", "v1.png"]
-    assert len(info["split"]["train"]) == 4
+    assert info.split.source == "folder" and info.split.val == ["v0.png", "v1.png"]
+    assert len(info.split.train) == 4
 
 
 def test_a_split_that_leaves_no_validation_image_is_an_error(tmp_path):

@@ -20,23 +20,23 @@ def test_remdinet_layout_is_detected_and_loaded(tmp_path):
     remdinet_tree(tmp_path, n=4, val=2)
     assert detect_layout(tmp_path) == "remdinet"
     bundle = build_data(cfg_for(tmp_path))
-    assert bundle.info["layout"] == "remdinet"
+    assert bundle.info.layout == "remdinet"
     assert (len(bundle.train), len(bundle.val)) == (4, 2)
-    assert bundle.info["split"]["source"] == "folder"
+    assert bundle.info.split.source == "folder"
 
 
 def test_remdinet_test_split_is_recorded(tmp_path):
     remdinet_tree(tmp_path, n=3)
     pair_tree(tmp_path, "test_data", "test_gt", ["t.png"])
     info = build_data(cfg_for(tmp_path, data__val_split=0.4)).info
-    assert info["test"]["low"].endswith("test_data")
+    assert info.test.low.name == "test_data"
 
 
 def test_lol_v1_layout_uses_eval15_for_validation(tmp_path):
     _lol_v1(tmp_path)
     assert detect_layout(tmp_path) == "lol_v1"
     bundle = build_data(cfg_for(tmp_path))
-    assert bundle.info["layout"] == "lol_v1"
+    assert bundle.info.layout == "lol_v1"
     assert bundle.train.names() == ["2.png", "5.png", "9.png"] and bundle.val.names() == ["1.png"]
 
 

@@ -78,8 +78,8 @@ def test_build_data_with_empty_root_uses_the_embedded_set(tmp_path):
     cfg = cfg_for("", synthetic__size=32, synthetic__crops_per_image=1,
                   synthetic__cache_dir=str(tmp_path))
     bundle = build_data(cfg)
-    assert bundle.info["embedded"] and bundle.info["layout"] == "remdinet"
-    assert bundle.info["split"]["source"] == "folder"
+    assert bundle.info.embedded and bundle.info.layout == "remdinet"
+    assert bundle.info.split.source == "folder"
     assert len(bundle.train) + len(bundle.val) == sum(len(f) for f in SCENES.values())
     assert bundle.train[0]["target"].shape == (3, 16, 16)
 

@@ -389,54 +389,63 @@ def coerce(key: str, value: Any) -> Any:
     return coerce_value(key, typ, f, value)
 
 
-def coerce_value(name: str, typ: Any, f: dataclasses.Field, value: Any) -> Any:
-    """``value`` converted to ``typ`` and checked against the field's :func:`setting`; errors name
-    ``name``. ``X | None`` takes an X; a ``list`` holds strings (``list[T]``: Ts), each one of
-    ``choices`` when declared; a ``dict`` (a TOML table) is kept as it is."""
-    if type(None) in get_args(typ):
-        typ = next(a for a in get_args(typ) if a is not type(None))
-    origin = get_origin(typ) or typ
-    try:
-        if origin is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                    raise ValueError(value)
-                value = low in ("true", "1", "yes", "on")
-            elif not isinstance(value, (bool, int)) or value not in (0, 1, True, False):
-                raise ValueError(value)
-            value = bool(value)
-        elif origin is int:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError(value)
-                value = int(value)
-            value = int(value)
-        elif origin is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            value = float(value)
-        elif origin is str:
-            if not isinstance(value, str):
-                raise ValueError(value)
-        elif origin is list:
-            if isinstance(value, str):
-                text = value.strip()
-                if text.startswith("["):
-                    value = json.loads(text)
-                else:
-                    value = [v.strip() for v in text.split(",") if v.strip()]
-            item = (get_args(typ) or (str,))[0]
-            if not isinstance(value, (list, tuple)) or not all(
-                    item is Any or isinstance(v, item) for v in value):
-                raise ValueError(value)
-            value = list(value)
-        elif origin is dict and not isinstance(value, dict):
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _to_bool(value: Any, typ: Any) -> bool:
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low not in _TRUE + _FALSE:
             raise ValueError(value)
-    except (ValueError, TypeError, json.JSONDecodeError):
-        raise ConfigError(f"{name}: expected {origin.__name__}, got {value!r}") from None
+        return low in _TRUE
+    if not isinstance(value, (bool, int)) or value not in (0, 1, True, False):
+        raise ValueError(value)
+    return bool(value)
+
+
+def _to_int(value: Any, typ: Any) -> int:
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
+
+
+def _to_float(value: Any, typ: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return float(value)
+
+
+def _to_str(value: Any, typ: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return value
+
+
+def _to_list(value: Any, typ: Any) -> list:
+    # a CLI or MLflow string is either JSON ("[...]") or comma-separated items
+    if isinstance(value, str):
+        text = value.strip()
+        value = (json.loads(text) if text.startswith("[")
+                 else [v.strip() for v in text.split(",") if v.strip()])
+    item = (get_args(typ) or (str,))[0]
+    if not isinstance(value, (list, tuple)) or not all(
+            item is Any or isinstance(v, item) for v in value):
+        raise ValueError(value)
+    return list(value)
+
+
+def _to_dict(value: Any, typ: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(value)
+    return value
+
+
+_CONVERTERS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str, list: _to_list,
+               dict: _to_dict}
+
+
+def _check_declared(name: str, f: dataclasses.Field, value: Any, is_list: bool) -> None:
+    """``value`` against the field's declared range and choices; errors name ``name``."""
     lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{name}: value must be finite, got {value!r}")
@@ -444,12 +453,30 @@ def coerce_value(name: str, typ: Any, f: dataclasses.Field, value: Any) -> Any:
         allowed = (f"must be >= {lo}" if hi is None else f"must be <= {hi}" if lo is None
                    else f"is outside the allowed range [{lo}, {hi}]")
         raise ConfigError(f"{name}: {value!r} {allowed}")
-    for v in value if origin is list and choices is not None else [value]:
-        if choices is not None and v not in choices:
+    if choices is None:
+        return
+    for v in value if is_list else [value]:
+        if v not in choices:
             valid = ", ".join(map(str, choices))
             noun = f.metadata.get("noun")
             raise ConfigError(f"{name}: unknown {noun} {v!r}; valid: {valid}" if noun else
                               f"{name}: {v!r} is not one of {valid}")
+
+
+def coerce_value(name: str, typ: Any, f: dataclasses.Field, value: Any) -> Any:
+    """``value`` converted to ``typ`` and checked against the field's :func:`setting`; errors name
+    ``name``. ``X | None`` takes an X; a ``list`` holds strings (``list[T]``: Ts), each one of
+    ``choices`` when declared; a ``dict`` (a TOML table) is kept as it is."""
+    if type(None) in get_args(typ):
+        typ = next(a for a in get_args(typ) if a is not type(None))
+    origin = get_origin(typ) or typ
+    convert = _CONVERTERS.get(origin)
+    if convert is not None:
+        try:
+            value = convert(value, typ)
+        except (ValueError, TypeError, json.JSONDecodeError):
+            raise ConfigError(f"{name}: expected {origin.__name__}, got {value!r}") from None
+    _check_declared(name, f, value, origin is list)
     return value
 
 

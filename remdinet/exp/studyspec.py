@@ -255,6 +255,23 @@ class StudyTable:
     def validate(self, stem: str, space: dict[str, ParamSpec]) -> None:
         """The rules between keys and with the space; fills the defaults that depend on other
         keys (name: ``stem``, the file name; metrics, directions, pruner)."""
+        self._objectives()
+        multi = len(self.metrics) > 1
+        self._sampler(space, multi)
+        self.pruner = self.pruner or ("none" if multi else "median")
+        if multi and self.pruner != "none":
+            raise ConfigError('[study] pruner: Optuna cannot prune multi-objective studies; set '
+                              'pruner = "none"')
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"[study] timeout: must be > 0 seconds, got {self.timeout}")
+        problem = name_problem(stem if self.name is None else self.name)  # it names folders
+        if problem is not None:
+            raise ConfigError(f"[study] name{' (the file name)' if self.name is None else ''}: "
+                              f"{problem}")
+        self.name = stem if self.name is None else self.name
+
+    def _objectives(self) -> None:
+        """metric(s) and direction(s): one form of each, one direction per metric."""
         if self.metric is not None and self.metrics is not None:
             raise ConfigError("[study]: give either metric or metrics, not both")
         if self.direction is not None and self.directions is not None:
@@ -269,29 +286,23 @@ class StudyTable:
         if len(self.directions) != len(self.metrics):
             raise ConfigError(f"[study] directions: needs one direction per metric "
                               f"({len(self.metrics)})")
-        multi = len(self.metrics) > 1
-        if self.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
-            raise ConfigError("[study] sampler: 'cmaes' needs the cmaes package (pip install cmaes)")
-        if self.sampler == "cmaes" and multi:
-            raise ConfigError("[study] sampler: 'cmaes' is single-objective only")
-        stepless = [k for k, p in space.items() if p.kind == "float" and p.step is None]
-        if self.sampler == "grid" and stepless:
-            raise ConfigError(f'[space."{stepless[0]}"]: the grid sampler needs a step for float '
-                              f'parameters')
-        if self.sampler == "grid" and self.sampler_options:
-            raise ConfigError("[study.sampler_options]: the grid sampler takes no options: its "
-                              "points run in order, each once")
-        self.pruner = self.pruner or ("none" if multi else "median")
-        if multi and self.pruner != "none":
-            raise ConfigError('[study] pruner: Optuna cannot prune multi-objective studies; set '
-                              'pruner = "none"')
-        if self.timeout is not None and self.timeout <= 0:
-            raise ConfigError(f"[study] timeout: must be > 0 seconds, got {self.timeout}")
-        problem = name_problem(stem if self.name is None else self.name)  # it names folders
-        if problem is not None:
-            raise ConfigError(f"[study] name{' (the file name)' if self.name is None else ''}: "
-                              f"{problem}")
-        self.name = stem if self.name is None else self.name
+
+    def _sampler(self, space: dict[str, ParamSpec], multi: bool) -> None:
+        """What the chosen sampler needs: its package, one objective, steps, no options."""
+        if self.sampler == "cmaes":
+            if importlib.util.find_spec("cmaes") is None:
+                raise ConfigError("[study] sampler: 'cmaes' needs the cmaes package "
+                                  "(pip install cmaes)")
+            if multi:
+                raise ConfigError("[study] sampler: 'cmaes' is single-objective only")
+        if self.sampler == "grid":
+            stepless = [k for k, p in space.items() if p.kind == "float" and p.step is None]
+            if stepless:
+                raise ConfigError(f'[space."{stepless[0]}"]: the grid sampler needs a step for '
+                                  f'float parameters')
+            if self.sampler_options:
+                raise ConfigError("[study.sampler_options]: the grid sampler takes no options: "
+                                  "its points run in order, each once")
 
 
 @dataclass

@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml
 quick: install
 	$(BIN)/remdi-exp ablate --preset quick
 
+# Two xdist workers: most tests run one thread in one process, so a serial run leaves a core idle.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -8,9 +8,15 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+import pytest
+
 WAIT = 420  # seconds a CLI run of these tests may take on a loaded 2-core machine
 # a tiny epoch is a fraction of a second: longer ones leave the test time to signal mid-training
 LONG_EPOCHS = ("--set", "training.max_train_batches=16")
+# Tests that start several worker processes keep a 2-core machine busy on their own, and their
+# heartbeat grace periods are seconds: under `pytest -n 2 --dist loadgroup` (make test) they share
+# one xdist worker, so no two of them compete for the cores.
+WORKER_PROCESSES = pytest.mark.xdist_group("worker_processes")
 
 # The suite may run with SIGINT ignored or stop signals blocked (nohup, a background shell), and
 # both are inherited: the CLI starts from the dispositions that an interactive shell gives it.

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from cli_process import LONG_EPOCHS, finish, start_cli, wait_until
+from cli_process import LONG_EPOCHS, WORKER_PROCESSES, finish, start_cli, wait_until
 from remdinet.exp.cli import app
 from pg_server import needs_server
 from remdinet.exp.engine import CELL_ATTR, RUN_ATTR, WORKER_ATTR, cell_key
@@ -64,6 +64,7 @@ def assert_each_cell_finished_once(storage_url: str, client: MlflowClient, n: in
     return done
 
 
+@WORKER_PROCESSES
 def test_two_workers_run_each_cell_once_and_a_rerun_trains_only_new_seeds(
         tmp_path, tracking_uri, storage_url):
     result = ablate(tracking_uri, tmp_path, "--seeds", "2", "--workers", "2")
@@ -114,6 +115,7 @@ def test_a_changed_base_config_is_refused_naming_the_keys(tmp_path, tracking_uri
     assert "Traceback" not in result.output
 
 
+@WORKER_PROCESSES
 def test_workers_are_pinned_to_their_gpu_and_runs_tagged_with_it(tmp_path, tracking_uri):
     # no GPU here: the pinning is what the worker process sees; training follows the config (cpu)
     ablate(tracking_uri, tmp_path, "--gpus", "0,1", "--workers-per-gpu", "1",
@@ -175,6 +177,7 @@ def _running_cell_with_a_checkpoint(tmp_path: Path, storage_url: str, proc, log:
     raise AssertionError("no cell got past its first epoch in time")
 
 
+@WORKER_PROCESSES
 def test_a_sigkilled_workers_cell_is_retried_from_its_checkpoint_and_finishes_once(
         tmp_path, tracking_uri, storage_url):
     proc, log = _start(tmp_path, tracking_uri, storage_url, "--workers", "2",
@@ -222,6 +225,7 @@ def test_sigterm_stops_an_in_process_ablation_at_an_epoch_end_and_closes_its_run
     assert (folder / f"trial_{trial}" / "checkpoints" / "last.pth").is_file()  # for the retry
 
 
+@WORKER_PROCESSES
 @pytest.mark.postgres
 @needs_server
 def test_three_workers_on_postgresql_give_one_parent_and_one_run_per_cell(tmp_path, pg_database):

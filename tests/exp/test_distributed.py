@@ -23,11 +23,11 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 import cli_process
-from cli_process import LONG_EPOCHS, WAIT, finish
+from cli_process import LONG_EPOCHS, WAIT, WORKER_PROCESSES, finish
 from pg_server import needs_server
 from remdinet.exp.engine import FAIL_ATTR, PARENT_ATTR, RUN_ATTR, WORKER_ATTR
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, WORKER_PROCESSES]
 STUDY = "dist"
 
 

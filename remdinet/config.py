@@ -20,7 +20,7 @@ import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -415,10 +415,14 @@ def _to_float(value: Any, typ: Any) -> float:
     return float(value)
 
 
-def _to_str(value: Any, typ: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(value)
-    return value
+def _exactly(kind: type) -> Callable[[Any, Any], Any]:
+    """A converter taking only values already of ``kind``: a string or a table is never made up
+    from another type."""
+    def convert(value: Any, typ: Any) -> Any:
+        if not isinstance(value, kind):
+            raise ValueError(value)
+        return value
+    return convert
 
 
 def _to_list(value: Any, typ: Any) -> list:
@@ -434,14 +438,8 @@ def _to_list(value: Any, typ: Any) -> list:
     return list(value)
 
 
-def _to_dict(value: Any, typ: Any) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError(value)
-    return value
-
-
-_CONVERTERS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str, list: _to_list,
-               dict: _to_dict}
+_CONVERTERS = {bool: _to_bool, int: _to_int, float: _to_float, str: _exactly(str),
+               list: _to_list, dict: _exactly(dict)}
 
 
 def _check_declared(name: str, f: dataclasses.Field, value: Any, is_list: bool) -> None:

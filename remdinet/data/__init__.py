@@ -155,6 +155,27 @@ def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys(problems))
 
 
+def _split(layout: Layout, train: ScanResult, val: ScanResult | None, dc
+           ) -> tuple[list[Sample], list[Sample], Split]:
+    """The layout's validation folder when it has one, else the seeded split of ``train``."""
+    if val is not None:
+        train_samples, val_samples = train.samples, val.samples
+        source, where = "folder", {"val_dir": layout.val.low}
+    else:
+        train_samples, val_samples = _seeded_split(train.samples, dc.val_split, dc.split_seed)
+        source, where = "seeded", {"fraction": dc.val_split, "seed": dc.split_seed}
+    split = Split(source, [s.name for s in train_samples], [s.name for s in val_samples], **where)
+    return train_samples, val_samples, split
+
+
+def _log_unused(unused: list[str]) -> None:
+    for path in unused[:UNUSED_GT_LOGGED]:
+        _log.info(f"data: ground truth unused (no image pairs with it): {path}")
+    if len(unused) > UNUSED_GT_LOGGED:
+        _log.info(f"data: ... and {len(unused) - UNUSED_GT_LOGGED} more unused ground-truth files "
+                  f"(all in the data info's unused_gt)")
+
+
 def build_data(cfg) -> DataBundle:
     """Train and validation datasets for ``cfg`` (a resolved :class:`remdinet.config.Config`)."""
     dc = cfg.data
@@ -182,14 +203,7 @@ def build_data(cfg) -> DataBundle:
 
     if not train.samples:
         raise DataError(f"{layout.train.low}: no usable training pairs remain")
-    if val is not None:
-        train_samples, val_samples = train.samples, val.samples
-        split = Split("folder", [s.name for s in train_samples], [s.name for s in val_samples],
-                      val_dir=layout.val.low)
-    else:
-        train_samples, val_samples = _seeded_split(train.samples, dc.val_split, dc.split_seed)
-        split = Split("seeded", [s.name for s in train_samples], [s.name for s in val_samples],
-                      fraction=dc.val_split, seed=dc.split_seed)
+    train_samples, val_samples, split = _split(layout, train, val, dc)
     info = DataInfo(layout=layout.name, root=root, embedded=dc.root == "", pairing=dc.pairing,
                     skip_bad=dc.skip_bad, split=split,
                     skipped=[SkippedFile(p, why) for p, why in problems],
@@ -203,13 +217,8 @@ def build_data(cfg) -> DataBundle:
                              cache=cache)
     val_ds = PairedDataset(val_samples, "val", size, augment=False, val_resize=dc.val_resize,
                            cache=cache)
-    unused = info.unused_gt
-    for path in unused[:UNUSED_GT_LOGGED]:
-        _log.info(f"data: ground truth unused (no image pairs with it): {path}")
-    if len(unused) > UNUSED_GT_LOGGED:
-        _log.info(f"data: ... and {len(unused) - UNUSED_GT_LOGGED} more unused ground-truth files "
-                  f"(all in the data info's unused_gt)")
+    _log_unused(info.unused_gt)
     _log.info(f"data: {layout.name} at {root}: {len(train_samples)} train, {len(val_samples)} val "
               f"({split.source} split), pairing {dc.pairing}, {len(problems)} skipped, "
-              f"{len(unused)} ground-truth files unused")
+              f"{len(info.unused_gt)} ground-truth files unused")
     return DataBundle(train_ds, val_ds, info)

@@ -42,24 +42,13 @@ class GradientReach(StageCheck):
         saturated = [s for s, moves in zero if not moves]
         constant = len(r.values) >= 2 and max(r.values) - min(r.values) <= CONSTANT_TOLERANCE
         best = max((t for t in totals if t is not None), default=0.0)
-        reached: dict[str, float] = {}
-        for n in r.norms:
-            for block, v in (n or {}).items():
-                reached[block] = max(reached.get(block, 0.0), v)
+        reached = _per_block_max(r.norms)
         n_reached = sum(v > 0 for v in reached.values())
         value = f"|g| {best:.1e}, {n_reached}/{len(reached)} blocks"
         data = {"max_norm": best, "per_block_max": reached, "values": r.values,
                 "sources": r.sources, "no_path": no_path, "zero_gradient": stuck,
                 "zero_gradient_output_saturated": saturated}
-        problems = []
-        if no_path:
-            problems.append(f"no gradient path (a constant) on {len(no_path)}/{len(r.sources)} "
-                            f"inputs, e.g. {no_path[0]}")
-        if stuck:
-            problems.append(f"non-zero value but zero gradient on {len(stuck)}/{len(r.sources)} "
-                            f"inputs, e.g. {stuck[0]}")
-        if constant and r.values[0] != 0.0:
-            problems.append(f"the same value {r.values[0]:.6g} on all {len(r.values)} inputs")
+        problems = _problems(r, no_path, stuck, constant)
         if problems:
             by, switch = attribute(self.fixset, f"term:{name}")
             return Finding(self.name, subject, value, "flag", "; ".join(problems), by, switch, data)
@@ -74,3 +63,25 @@ class GradientReach(StageCheck):
                            f"at its minimum)", data=data)
         return Finding(self.name, subject, value, "ok",
                        "reaches " + ", ".join(b for b, v in reached.items() if v > 0), data=data)
+
+
+def _per_block_max(norms: list[dict[str, float] | None]) -> dict[str, float]:
+    """The largest gradient norm each block got over the inputs (blocks seen on any input)."""
+    reached: dict[str, float] = {}
+    for n in norms:
+        for block, v in (n or {}).items():
+            reached[block] = max(reached.get(block, 0.0), v)
+    return reached
+
+
+def _problems(r: TermRecord, no_path: list[str], stuck: list[str], constant: bool) -> list[str]:
+    problems = []
+    if no_path:
+        problems.append(f"no gradient path (a constant) on {len(no_path)}/{len(r.sources)} "
+                        f"inputs, e.g. {no_path[0]}")
+    if stuck:
+        problems.append(f"non-zero value but zero gradient on {len(stuck)}/{len(r.sources)} "
+                        f"inputs, e.g. {stuck[0]}")
+    if constant and r.values[0] != 0.0:
+        problems.append(f"the same value {r.values[0]:.6g} on all {len(r.values)} inputs")
+    return problems

@@ -240,6 +240,38 @@ def _table(records: list[dict[str, Any]], band: tuple[float, float], resolution:
     return ablation_table(records, band, ALL_ON, PRE_FIX, resolution=resolution, stopped=stopped)
 
 
+def _doctor_variants(engine: Engine, variants: Sequence[Variant], base: dict[str, Any]
+                     ) -> dict[str, dict[str, str]]:
+    """The doctor slice of every variant, each a run of experiment ``doctor``; returns the
+    summary tags of each variant's training runs."""
+    tags: dict[str, dict[str, str]] = {}
+    for v in variants:
+        found = tracked_doctor(engine.tracker, {**v.fixset.to_overrides(), **base},
+                               tags={"ablation.parent_run": engine.parent})
+        tags[v.label] = summary_tags(found)
+        flagged = found.report.flagged_switches()
+        _log.info(f"doctor {v.label}: {len(found.report.flags)} flag(s)"
+                  + (f" ({', '.join(flagged)})" if flagged else ""))
+    return tags
+
+
+def _adaptive_seeds(engine: Engine, variants: Sequence[Variant], seeds: Seeds, first: int,
+                    band: tuple[float, float], doctor_tags: dict[str, dict[str, str]]
+                    ) -> dict[str, str]:
+    """Add seeds where the interval is still undecided and train them, until every variant is
+    decided or stopped; returns each stopped variant's reason."""
+    stopped: dict[str, str] = {}
+    while engine.signum is None:
+        table = _table(cell_records(engine.trials()), band, seeds.resolution)
+        todo, stopped = _more_seeds(table, variants, seeds, first)
+        if not todo or not _enqueue(engine, todo, doctor_tags):
+            break
+        _log.info(f"adaptive seeds: {len(todo)} more cell(s) for "
+                  f"{', '.join(sorted({v.label for v, _ in todo} - {ALL_ON}))}")
+        engine.work()
+    return stopped
+
+
 def run_ablation(base: dict[str, Any], variants: Sequence[Variant], name: str, storage_url: str,
                  tracking_uri: str, options: EngineOptions, seeds: Seeds = Seeds(),
                  grid: str = "leave-one-out", reference_psnr: float = REFERENCE_PSNR,
@@ -266,30 +298,16 @@ def run_ablation(base: dict[str, Any], variants: Sequence[Variant], name: str, s
     with Engine(_job(name, base, grid, reference_psnr, band), storage_url, tracking_uri,
                 options) as engine:
         before = {cell_key(t.user_attrs) for t in engine.trials((TrialState.COMPLETE,))}
-        doctor_tags: dict[str, dict[str, str]] = {}
-        if doctor and not options.join:
-            for v in variants:
-                found = tracked_doctor(engine.tracker, {**v.fixset.to_overrides(), **base},
-                                       tags={"ablation.parent_run": engine.parent})
-                doctor_tags[v.label] = summary_tags(found)
-                flagged = found.report.flagged_switches()
-                _log.info(f"doctor {v.label}: {len(found.report.flags)} flag(s)"
-                          + (f" ({', '.join(flagged)})" if flagged else ""))
+        doctor_tags = (_doctor_variants(engine, variants, base) if doctor and not options.join
+                       else {})
         if not options.join:
             cells = [(v, s) for v in variants for s in range(first, first + seeds.count)]
             added = _enqueue(engine, cells, doctor_tags)
             _log.info(f"ablation {name}: {len(cells)} cell(s), {len(cells) - added} already there, "
                       f"{engine.pending()} to train")
         engine.work()
-        stopped: dict[str, str] = {}
-        while seeds.until_resolved and engine.signum is None and not options.join:
-            table = _table(cell_records(engine.trials()), band, seeds.resolution)
-            todo, stopped = _more_seeds(table, variants, seeds, first)
-            if not todo or not _enqueue(engine, todo, doctor_tags):
-                break
-            _log.info(f"adaptive seeds: {len(todo)} more cell(s) for "
-                      f"{', '.join(sorted({v.label for v, _ in todo} - {ALL_ON}))}")
-            engine.work()
+        stopped = (_adaptive_seeds(engine, variants, seeds, first, band, doctor_tags)
+                   if seeds.until_resolved and not options.join else {})
         if engine.signum is not None:
             # a stopped ablation may lack the cells every variant is compared with: no table yet
             _log.info(f"ablation {name} stopped: running it again resumes it and builds the table "

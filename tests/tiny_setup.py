@@ -3,10 +3,13 @@
 ``tiny_config(overrides)`` is a resolved :class:`Config` with tiny model widths (well under 100k
 parameters), 64-px images, batch 2, CPU. Import it with ``from tiny_setup import tiny_config``
 (a module name of its own, so that no sub-directory ``conftest.py`` can shadow it) or use the
-``tiny_cfg`` fixture of ``conftest.py``.
+``tiny_cfg`` fixture of ``conftest.py``. ``write_tiny_study(folder, name)`` writes a one-parameter
+study file on the ``tiny`` preset for the tests that run studies through the CLI.
 """
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
 from typing import Any
 
 from remdinet.config import Config
@@ -36,3 +39,21 @@ TINY_TRAINING: dict[str, Any] = {
 def tiny_config(overrides: dict[str, Any] | None = None) -> Config:
     """Resolved config of the tiny model; ``overrides`` (flat keys, ``fixes.*`` included) win."""
     return resolve({**TINY_MODEL, **TINY_TRAINING, **(overrides or {})})
+
+
+def write_tiny_study(folder: Path, name: str) -> Path:
+    """``folder/NAME.toml``: random sampling, no pruner, one float parameter on the tiny preset."""
+    path = folder / f"{name}.toml"
+    path.write_text(textwrap.dedent(f"""
+        [study]
+        name = "{name}"
+        preset = "tiny"
+        sampler = "random"
+        pruner = "none"
+        seed = 5
+        [space."color_thresholds.min_saturation"]
+        type = "float"
+        low = 0.05
+        high = 0.2
+        """))
+    return path

@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import textwrap
 
 import optuna
 from mlflow.tracking import MlflowClient
@@ -14,6 +13,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from cuda_helpers import CUDA
+from tiny_setup import write_tiny_study
 from remdinet.exp.cli import app
 from remdinet.exp.engine import RUN_ATTR
 
@@ -36,19 +36,7 @@ def test_the_doctor_trains_its_slice_on_cuda_and_flags_nothing_on_the_corrected_
 
 def test_two_workers_on_one_gpu_each_train_a_tiny_study_trial_on_cuda(tmp_path, tracking_uri,
                                                                        storage_url):
-    spec = tmp_path / f"{STUDY}.toml"
-    spec.write_text(textwrap.dedent(f"""
-        [study]
-        name = "{STUDY}"
-        preset = "tiny"
-        sampler = "random"
-        pruner = "none"
-        seed = 5
-        [space."color_thresholds.min_saturation"]
-        type = "float"
-        low = 0.05
-        high = 0.2
-        """))
+    spec = write_tiny_study(tmp_path, STUDY)
     cmd = [sys.executable, "-m", "remdinet.exp.cli", "--quiet", "--tracking-uri", tracking_uri,
            "study", "run", str(spec), "--storage", storage_url, "--n-trials", "2", "--gpus", "0",
            "--workers-per-gpu", "2", "--set", f"training.output_dir={tmp_path / 'outputs'}"]

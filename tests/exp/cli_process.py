@@ -54,3 +54,14 @@ def wait_until(ready: Callable[[], bool], proc: subprocess.Popen, log: Path, wha
         assert proc.poll() is None, f"the CLI ended before {what}:\n{log.read_text()}"
         time.sleep(0.1)
     raise AssertionError(f"no {what} within {WAIT} s:\n{log.read_text()}")
+
+
+def train_past_first_epoch(tmp_path: Path, tracking_uri: str) -> tuple[subprocess.Popen, Path]:
+    """``remdi-exp train --preset tiny`` with long epochs into ``tmp_path/outputs``, returned once
+    its first epoch's ``last.pth`` exists (a run to signal or kill mid-training)."""
+    out = tmp_path / "outputs"
+    proc, log = start_cli(tmp_path, tracking_uri, "--quiet", "train", "--preset", "tiny",
+                          "--set", f"training.output_dir={out}", *LONG_EPOCHS)
+    wait_until(lambda: any(out.glob("train/*/checkpoints/last.pth")), proc, log,
+               "first epoch's last.pth")
+    return proc, log

@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 
@@ -25,33 +24,17 @@ from optuna.trial import TrialState
 import cli_process
 from cli_process import LONG_EPOCHS, WAIT, WORKER_PROCESSES, finish
 from pg_server import needs_server
+from tiny_setup import write_tiny_study
 from remdinet.exp.engine import FAIL_ATTR, PARENT_ATTR, RUN_ATTR, WORKER_ATTR
 
 pytestmark = [pytest.mark.slow, WORKER_PROCESSES]
 STUDY = "dist"
 
 
-def write_spec(tmp_path: Path) -> Path:
-    path = tmp_path / f"{STUDY}.toml"
-    path.write_text(textwrap.dedent(f"""
-        [study]
-        name = "{STUDY}"
-        preset = "tiny"
-        sampler = "random"
-        pruner = "none"
-        seed = 5
-        [space."color_thresholds.min_saturation"]
-        type = "float"
-        low = 0.05
-        high = 0.2
-        """))
-    return path
-
-
 def start_cli(tmp_path: Path, tracking_uri: str, *args: str) -> tuple[subprocess.Popen, Path]:
     """``remdi-exp study run`` of the test's spec as a process of its own."""
     return cli_process.start_cli(tmp_path, tracking_uri, "--quiet", "study", "run",
-                                 str(write_spec(tmp_path)), "--set",
+                                 str(write_tiny_study(tmp_path, STUDY)), "--set",
                                  f"training.output_dir={tmp_path / 'outputs'}", *args)
 
 

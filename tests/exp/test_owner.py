@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli_process import LONG_EPOCHS, finish, start_cli, wait_until
+from cli_process import finish, start_cli, train_past_first_epoch
 from remdinet.exp import cli as cli_mod
 from remdinet.exp.cli import app
 from remdinet.exp.owner import OWNER_TAG
@@ -53,11 +53,7 @@ def test_ui_closes_the_runs_whose_process_is_gone_before_the_server_starts(track
 @pytest.mark.slow
 def test_a_sigkilled_trains_run_is_closed_killed_by_the_next_train_which_can_resume_it(
         tmp_path, tracking_uri):
-    out = tmp_path / "outputs"
-    proc, log = start_cli(tmp_path, tracking_uri, "--quiet", "train", "--preset", "tiny",
-                          "--set", f"training.output_dir={out}", *LONG_EPOCHS)
-    wait_until(lambda: any(out.glob("train/*/checkpoints/last.pth")), proc, log,
-               "first epoch's last.pth")
+    proc, log = train_past_first_epoch(tmp_path, tracking_uri)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL  # reaped: the pid no longer exists
     owner = f"{socket.gethostname()}:{proc.pid}"

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from cli_process import LONG_EPOCHS, finish, start_cli, wait_until
+from cli_process import finish, start_cli, train_past_first_epoch
 from remdinet.config import ConfigError
 from remdinet.exp.cli import app
 from remdinet.exp.owner import OWNER_TAG
@@ -146,11 +146,7 @@ def metric_steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
 @pytest.mark.slow
 def test_sigterm_stops_train_at_an_epoch_end_and_resume_finishes_the_same_run(
         tmp_path, tracking_uri):
-    out = tmp_path / "outputs"
-    proc, log = start_cli(tmp_path, tracking_uri, "--quiet", "train", "--preset", "tiny",
-                          "--set", f"training.output_dir={out}", *LONG_EPOCHS)
-    wait_until(lambda: any(out.glob("train/*/checkpoints/last.pth")), proc, log,
-               "first epoch's last.pth")
+    proc, log = train_past_first_epoch(tmp_path, tracking_uri)
     proc.send_signal(signal.SIGTERM)
     code, output = finish(proc, log)
     assert code == 143, output

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cli_process import LONG_EPOCHS, finish, start_cli, wait_until
+from cli_process import finish, train_past_first_epoch
 
 HERE = Path(__file__).parent
 
@@ -28,13 +28,9 @@ def test_sigint_stops_the_cli_at_an_epoch_end_even_when_the_suite_ignores_sigint
         tmp_path, tracking_uri):
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup: children inherit it
     try:
-        out = tmp_path / "outputs"
-        proc, log = start_cli(tmp_path, tracking_uri, "--quiet", "train", "--preset", "tiny",
-                              "--set", f"training.output_dir={out}", *LONG_EPOCHS)
+        proc, log = train_past_first_epoch(tmp_path, tracking_uri)
     finally:
         signal.signal(signal.SIGINT, previous)
-    wait_until(lambda: any(out.glob("train/*/checkpoints/last.pth")), proc, log,
-               "first epoch's last.pth")
     proc.send_signal(signal.SIGINT)
     code, output = finish(proc, log)
     assert code == 130, output

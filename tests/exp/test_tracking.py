@@ -203,9 +203,9 @@ def test_runs_starting_together_on_postgresql_each_get_the_shared_dataset(pg_dat
         for t in threads:
             t.join()
         assert errors == []
-        digests = {e.dataset.digest for r in runs
-                   for e in trackers[0].client.get_run(r).inputs.dataset_inputs}
-        assert len(digests) == 1
+        inputs = [trackers[0].client.get_run(r).inputs.dataset_inputs for r in runs]
+        assert [len(i) for i in inputs] == [1] * RACERS
+        assert len({i[0].dataset.digest for i in inputs}) == 1
 
 
 def test_a_logged_model_loads_with_mlflow_pytorch_and_enhances_an_image(tracker, tiny_cfg):

@@ -8,7 +8,7 @@ disagree with them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -50,9 +50,9 @@ class DataInfo:
     pairing: str
     skip_bad: bool
     split: Split
-    skipped: list[SkippedFile] = field(default_factory=list)
-    unused_gt: list[str] = field(default_factory=list)  # ground truth no image pairs with
-    test: SplitDirs | None = None  # the layout's test folders, when it has them
+    skipped: list[SkippedFile]
+    unused_gt: list[str]  # ground truth no image pairs with
+    test: SplitDirs | None  # the layout's test folders, when it has them
 
     @property
     def counts(self) -> DataCounts:
